@@ -1,0 +1,12 @@
+"""normnas: neural architecture search on PyTorch where normalization is a design choice."""
+
+from __future__ import annotations
+
+from importlib import metadata as _metadata
+
+try:
+    __version__ = _metadata.version("normnas")
+except _metadata.PackageNotFoundError:  # running from a source tree without install
+    __version__ = "0.0.0"
+
+__all__ = ["__version__"]

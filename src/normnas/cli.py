@@ -1,0 +1,38 @@
+"""The `normnas` command. Sub-commands live beside what they drive and are registered here."""
+
+from __future__ import annotations
+
+import typer
+
+from normnas import __version__
+
+app = typer.Typer(
+    name="normnas",
+    help="Neural architecture search where normalization is a first-class design choice.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"normnas {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """normnas: search architectures, normalization and training recipes together."""
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()
