@@ -1,5 +1,6 @@
 """Search spaces: NAS-Bench-201 cells, a macro chain of conv blocks, the training recipe."""
 
 from normnas.spaces.base import Arch, SearchSpace
+from normnas.spaces.nb201 import OPS, NB201Space
 
-__all__ = ["Arch", "SearchSpace"]
+__all__ = ["OPS", "Arch", "NB201Space", "SearchSpace"]

@@ -1,0 +1,207 @@
+"""NAS-Bench-201's cell space: 4 nodes, 6 edges, 5 ops, 15,625 cells, in the benchmark's order."""
+
+from __future__ import annotations
+
+import itertools
+import random
+import re
+from collections.abc import Mapping, Sequence
+from functools import cache
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.distributions import BaseDistribution
+from torch import nn
+
+from normnas.spaces._choices import categorical_distributions, check_params, suggest_all
+from normnas.spaces._nb201_model import EDGES, NB201Network
+
+OPS: tuple[str, ...] = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
+PARAM_NAMES: tuple[str, ...] = tuple(f"edge_{dst}<-{src}" for dst, src in EDGES)
+NB201Arch = tuple[str, str, str, str, str, str]
+
+# NAS-Bench-201 made its index by shuffling the nested product of the edges (last edge
+# fastest) with Python's `random.seed(88)`; a private Random(88) replays that shuffle.
+_INDEX_SEED = 88
+_STR_PATTERN = re.compile(r"^\|(\w+)~0\|\+\|(\w+)~0\|(\w+)~1\|\+\|(\w+)~0\|(\w+)~1\|(\w+)~2\|$")
+
+
+@cache
+def _all_archs() -> tuple[NB201Arch, ...]:
+    archs: list[NB201Arch] = list(itertools.product(OPS, repeat=6))  # type: ignore[arg-type]
+    random.Random(_INDEX_SEED).shuffle(archs)
+    return tuple(archs)
+
+
+@cache
+def _index_of() -> dict[NB201Arch, int]:
+    return {arch: i for i, arch in enumerate(_all_archs())}
+
+
+def _op_params(op: str, channels: int) -> int:
+    """Parameters of one normal-cell op: ReLUConvBN has k*k*C*C conv weights + 2C BN affine."""
+    if op == "nor_conv_1x1":
+        return channels * channels + 2 * channels
+    if op == "nor_conv_3x3":
+        return 9 * channels * channels + 2 * channels
+    return 0  # none, skip_connect, avg_pool_3x3 (no 1x1 preprocess when C_in == C_out)
+
+
+def _reduction_params(c_in: int, c_out: int) -> int:
+    """ResNetBasicblock: conv_a 3x3 + BN, conv_b 3x3 + BN, 1x1 downsample conv (no bias)."""
+    return (9 * c_in * c_out + 2 * c_out) + (9 * c_out * c_out + 2 * c_out) + c_in * c_out
+
+
+class NB201Space:
+    """The NAS-Bench-201 cell space.
+
+    An architecture is a tuple of 6 op names in edge order (1<-0, 2<-0, 2<-1, 3<-0, 3<-1,
+    3<-2), the order of the benchmark's string `|op~0|+|op~0|op~1|+|op~0|op~1|op~2|`.
+    Optuna parameters are `edge_1<-0` ... `edge_3<-2`, each categorical over `OPS`.
+    """
+
+    name = "nb201"
+    ops = OPS
+    param_names = PARAM_NAMES
+
+    # -- encoding ---------------------------------------------------------------------------
+    def validate(self, arch: Sequence[str]) -> NB201Arch:
+        """The arch as a tuple; ValueError when it is not 6 known op names."""
+        if isinstance(arch, str) or len(arch) != len(EDGES):
+            raise ValueError(f"nb201: an arch is 6 op names in edge order, got {arch!r}")
+        for name, op in zip(PARAM_NAMES, arch, strict=True):
+            if op not in OPS:
+                raise ValueError(f"nb201: {name}={op!r} is not one of {list(OPS)}")
+        return tuple(arch)  # type: ignore[return-value]
+
+    def distributions(self) -> dict[str, BaseDistribution]:
+        return categorical_distributions(self._choices())
+
+    def suggest(self, trial: optuna.Trial) -> NB201Arch:
+        return self.from_params(suggest_all(trial, self._choices()))
+
+    def from_params(self, params: Mapping[str, Any]) -> NB201Arch:
+        check_params(self.name, params, self._choices())
+        return tuple(params[name] for name in PARAM_NAMES)  # type: ignore[return-value]
+
+    def to_params(self, arch: Sequence[str]) -> dict[str, Any]:
+        return dict(zip(PARAM_NAMES, self.validate(arch), strict=True))
+
+    def to_str(self, arch: Sequence[str]) -> str:
+        a = self.validate(arch)
+        return f"|{a[0]}~0|+|{a[1]}~0|{a[2]}~1|+|{a[3]}~0|{a[4]}~1|{a[5]}~2|"
+
+    def from_str(self, text: str) -> NB201Arch:
+        match = _STR_PATTERN.match(text.strip())
+        if match is None:
+            raise ValueError(
+                f"nb201: {text!r} is not of the form |op~0|+|op~0|op~1|+|op~0|op~1|op~2|"
+            )
+        return self.validate(match.groups())
+
+    # -- the benchmark's index ----------------------------------------------------------------
+    def all(self) -> list[NB201Arch]:
+        """All 15,625 cells in NAS-Bench-201 index order."""
+        return list(_all_archs())
+
+    def index(self, arch: Sequence[str]) -> int:
+        """NAS-Bench-201 index of the cell (its row in the benchmark's tables)."""
+        return _index_of()[self.validate(arch)]
+
+    def __len__(self) -> int:
+        return len(OPS) ** len(EDGES)
+
+    # -- sampling and moves ------------------------------------------------------------------
+    def sample(self, rng: np.random.Generator) -> NB201Arch:
+        return tuple(OPS[i] for i in rng.integers(len(OPS), size=len(EDGES)))  # type: ignore[return-value]
+
+    def mutate(self, arch: Sequence[str], rng: np.random.Generator) -> NB201Arch:
+        """Change one edge to one of the 4 other ops, uniformly."""
+        a = list(self.validate(arch))
+        edge = int(rng.integers(len(EDGES)))
+        others = [op for op in OPS if op != a[edge]]
+        a[edge] = others[int(rng.integers(len(others)))]
+        return tuple(a)  # type: ignore[return-value]
+
+    def neighbors(self, arch: Sequence[str]) -> list[NB201Arch]:
+        """The 6 x 4 = 24 cells that differ from `arch` on exactly one edge."""
+        a = self.validate(arch)
+        return [
+            (*a[:edge], op, *a[edge + 1 :])  # type: ignore[misc]
+            for edge in range(len(EDGES))
+            for op in OPS
+            if op != a[edge]
+        ]
+
+    # -- equivalence -------------------------------------------------------------------------
+    def canonical(self, arch: Sequence[str]) -> NB201Arch:
+        """One representative per class of cells computing the same function.
+
+        Rule, in two steps:
+        1. Prune: a non-'none' edge j->i is live only if node j is reachable from node 0 and
+           node i reaches node 3, both through non-'none' edges. Every other edge becomes
+           'none' (its output never reaches the cell output, or its input is identically
+           zero). A cell whose output is disconnected becomes all-'none'. (Strictly, a conv
+           on a zero input still emits its BN's learned shift; like the benchmark's own
+           isomorphism analysis we treat such an edge as 'none'.)
+        2. Isomorphism: the sum at each node is commutative, so the only relabeling left is
+           swapping the intermediate nodes 1 and 2, allowed when edge 2<-1 is 'none' after
+           pruning: swap (1<-0 with 2<-0) and (3<-1 with 3<-2). Of the encodings reachable,
+           the representative is the lexicographically smallest by op index in `OPS`.
+        """
+        a = list(self.validate(arch))
+        live = {(dst, src) for (dst, src), op in zip(EDGES, a, strict=True) if op != "none"}
+        from_input = {0}
+        for dst in (1, 2, 3):
+            if any((dst, src) in live for src in from_input):
+                from_input.add(dst)
+        to_output = {3}
+        for src in (2, 1, 0):
+            if any((dst, src) in live for dst in to_output):
+                to_output.add(src)
+        for k, (dst, src) in enumerate(EDGES):
+            if src not in from_input or dst not in to_output:
+                a[k] = "none"
+        e10, e20, e21, e30, e31, e32 = a
+        candidates = [tuple(a)]
+        if e21 == "none":
+            candidates.append((e20, e10, "none", e30, e32, e31))
+        return min(candidates, key=lambda c: [OPS.index(op) for op in c])  # type: ignore[return-value]
+
+    # -- the network -------------------------------------------------------------------------
+    def build(
+        self,
+        arch: Sequence[str],
+        num_classes: int = 10,
+        in_channels: int = 3,
+        C: int = 16,
+        N: int = 5,
+    ) -> nn.Module:
+        """The network the benchmark trained for this cell (its TinyNetwork)."""
+        return NB201Network(
+            self.validate(arch), C=C, N=N, num_classes=num_classes, in_channels=in_channels
+        )
+
+    def param_count(
+        self,
+        arch: Sequence[str],
+        C: int = 16,
+        N: int = 5,
+        num_classes: int = 10,
+        in_channels: int = 3,
+    ) -> int:
+        """Parameters of `build(arch, ...)`, computed by formula without building anything.
+
+        Stem (3x3 conv + BN) + N cells per stage at C, 2C, 4C + two reduction blocks +
+        final BN + linear. Divide by 1e6 for the benchmark's 'params (MB)' figure.
+        """
+        a = self.validate(arch)
+        stem = 9 * in_channels * C + 2 * C
+        cells = N * sum(_op_params(op, w) for w in (C, 2 * C, 4 * C) for op in a)
+        reductions = _reduction_params(C, 2 * C) + _reduction_params(2 * C, 4 * C)
+        head = 2 * (4 * C) + 4 * C * num_classes + num_classes
+        return stem + cells + reductions + head
+
+    def _choices(self) -> dict[str, tuple[str, ...]]:
+        return dict.fromkeys(PARAM_NAMES, OPS)
