@@ -1,6 +1,7 @@
 """Normalization layers and BatchNorm tools."""
 
 from normnas.nn.batchnorm import BatchNorm, is_batchnorm
+from normnas.nn.fuse import find_foldable_pairs, fold_bn
 from normnas.nn.norm import NORM_NAMES, ChannelLayerNorm, canonical_norm_name, make_norm
 
 __all__ = [
@@ -8,6 +9,8 @@ __all__ = [
     "BatchNorm",
     "ChannelLayerNorm",
     "canonical_norm_name",
+    "find_foldable_pairs",
+    "fold_bn",
     "is_batchnorm",
     "make_norm",
 ]
