@@ -157,7 +157,7 @@ def test_shared_or_untracked_bn_is_not_folded() -> None:
 
 def test_bad_opt_in_pair_raises() -> None:
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.BatchNorm2d(5))
-    with pytest.raises(ValueError, match="pairs: cannot fold '2' into '0'.*5 channels"):
+    with pytest.raises(ValueError, match=r"pairs: cannot fold '2' into '0'.*5 channels"):
         fold_bn(model, pairs=[("0", "2")])
     with pytest.raises(ValueError, match="not a Conv"):
         fold_bn(model, pairs=[("1", "2")])

@@ -29,6 +29,7 @@ The fold equals the original in eval mode only (it bakes in the running statisti
 from __future__ import annotations
 
 import copy
+import itertools
 from collections import Counter
 from collections.abc import Iterable
 
@@ -84,7 +85,7 @@ def _collect(module: nn.Module, prefix: str, out: list[tuple[str, str]]) -> None
         return
     if type(module).forward is nn.Sequential.forward:
         names = list(module._modules)
-        out.extend((prefix + a, prefix + b) for a, b in zip(names, names[1:], strict=False))
+        out.extend((prefix + a, prefix + b) for a, b in itertools.pairwise(names))
     for name, child in module.named_children():
         _collect(child, f"{prefix}{name}.", out)
 
