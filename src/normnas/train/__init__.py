@@ -1,0 +1,24 @@
+"""Training and evaluation: fit, LR schedules by name, metrics, cost (params, MACs, latency)."""
+
+from normnas.train.config import OPTIMIZERS, TrainConfig
+from normnas.train.cost import Latency, count_flops, count_params, measure_latency
+from normnas.train.fit import EpochRecord, TrainResult, fit, set_bn_momentum
+from normnas.train.metrics import Metrics, evaluate
+from normnas.train.schedules import SCHEDULE_NAMES, make_scheduler
+
+__all__ = [
+    "OPTIMIZERS",
+    "SCHEDULE_NAMES",
+    "EpochRecord",
+    "Latency",
+    "Metrics",
+    "TrainConfig",
+    "TrainResult",
+    "count_flops",
+    "count_params",
+    "evaluate",
+    "fit",
+    "make_scheduler",
+    "measure_latency",
+    "set_bn_momentum",
+]
