@@ -1,6 +1,7 @@
 """Normalization layers and BatchNorm tools."""
 
 from normnas.nn.batchnorm import BatchNorm, is_batchnorm
+from normnas.nn.calibrate import recalibrate_bn, set_bn_momentum
 from normnas.nn.fuse import find_foldable_pairs, fold_bn
 from normnas.nn.norm import NORM_NAMES, ChannelLayerNorm, canonical_norm_name, make_norm
 
@@ -13,4 +14,6 @@ __all__ = [
     "fold_bn",
     "is_batchnorm",
     "make_norm",
+    "recalibrate_bn",
+    "set_bn_momentum",
 ]
