@@ -82,3 +82,5 @@ def test_bad_impl_and_channels_raise() -> None:
         make_norm("bn", 8, impl="cuda")
     with pytest.raises(ValueError, match="num_features must be >= 1"):
         make_norm("bn", 0)
+    with pytest.raises(ValueError, match=r"groupnorm: unsupported option in \['momentum'\]"):
+        make_norm("gn", 8, momentum=0.1)

@@ -93,10 +93,13 @@ class BatchNorm(nn.Module):
                 self._update_running_stats(mean.detach(), var.detach(), x.numel() // x.shape[1])
         else:
             mean, var = self.running_mean, self.running_var
-        y = (x - mean.view(shape)) * torch.rsqrt(var.view(shape) + self.eps)
-        if self.affine:
-            y = y * self.weight.view(shape) + self.bias.view(shape)
-        return y
+        # γ folded into the per-channel scale first: two full-size ops instead of four;
+        # x - mean stays explicit so a large mean does not cancel precision away
+        scale = torch.rsqrt(var + self.eps)
+        if not self.affine:
+            return (x - mean.view(shape)) * scale.view(shape)
+        scale = scale * self.weight
+        return torch.addcmul(self.bias.view(shape), x - mean.view(shape), scale.view(shape))
 
     def _batch_stats(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-channel mean and biased variance of x over every dim but 1."""

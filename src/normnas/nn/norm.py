@@ -102,4 +102,10 @@ def make_norm(name: str, num_features: int, **options: Any) -> nn.Module:
     """
     if num_features < 1:
         raise ValueError(f"num_features must be >= 1, got {num_features}")
-    return _FACTORIES[canonical_norm_name(name)](num_features, **options)
+    key = canonical_norm_name(name)
+    try:
+        return _FACTORIES[key](num_features, **options)
+    except TypeError as err:  # an option the layer does not take, e.g. momentum for groupnorm
+        if not options:
+            raise
+        raise ValueError(f"{key}: unsupported option in {sorted(options)}: {err}") from err
