@@ -65,7 +65,7 @@ def read_idx(path: Path, ndim: int) -> np.ndarray:
             f"{path}: IDX size mismatch: header says {dims} = {int(np.prod(dims))} bytes, "
             f"file has {len(raw) - header}"
         )
-    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
+    return np.frombuffer(bytearray(raw), dtype=np.uint8, offset=header).reshape(dims)
 
 
 def find_or_fetch(name: str, root: Path, download_ok: bool = True) -> dict[str, Path]:

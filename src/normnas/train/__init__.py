@@ -2,7 +2,7 @@
 
 from normnas.train.config import OPTIMIZERS, TrainConfig
 from normnas.train.cost import Latency, count_flops, count_params, measure_latency
-from normnas.train.fit import EpochRecord, TrainResult, fit, set_bn_momentum
+from normnas.train.fit import EpochRecord, TrainResult, fit
 from normnas.train.metrics import Metrics, evaluate
 from normnas.train.schedules import SCHEDULE_NAMES, make_scheduler
 
@@ -20,5 +20,4 @@ __all__ = [
     "fit",
     "make_scheduler",
     "measure_latency",
-    "set_bn_momentum",
 ]

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from normnas.data.split import DataBundle, Split
+from normnas.nn import set_bn_momentum
 from normnas.train.config import TrainConfig
 from normnas.train.metrics import predict
 from normnas.train.schedules import make_scheduler
@@ -71,23 +72,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def is_norm(module: nn.Module) -> bool:
-    """A BatchNorm (torch's or any module with running stats and a momentum)."""
-    return isinstance(module, nn.modules.batchnorm._BatchNorm) or (
-        hasattr(module, "running_mean") and hasattr(module, "momentum")
-    )
-
-
-def set_bn_momentum(model: nn.Module, momentum: float) -> int:
-    """Set `momentum` on every BatchNorm of `model`; returns how many were changed."""
-    n = 0
-    for m in model.modules():
-        if is_norm(m):
-            m.momentum = momentum
-            n += 1
-    return n
 
 
 def param_groups(model: nn.Module, weight_decay: float, on_norm_and_bias: bool) -> list[dict]:
