@@ -2,16 +2,23 @@
 
 from normnas.spaces._macro_model import Block, MacroArch
 from normnas.spaces.base import Arch, SearchSpace
+from normnas.spaces.joint import JointSpace
 from normnas.spaces.macro import MacroSpace, StageSpec
 from normnas.spaces.nb201 import OPS, NB201Space
+from normnas.spaces.recipe import OPTIMIZERS, SCHEDULES, Recipe, RecipeSpace
 
 __all__ = [
     "OPS",
+    "OPTIMIZERS",
+    "SCHEDULES",
     "Arch",
     "Block",
+    "JointSpace",
     "MacroArch",
     "MacroSpace",
     "NB201Space",
+    "Recipe",
+    "RecipeSpace",
     "SearchSpace",
     "StageSpec",
 ]
