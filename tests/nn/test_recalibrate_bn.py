@@ -185,3 +185,23 @@ def test_set_bn_momentum_sets_every_bn() -> None:
     torch.testing.assert_close(bn.running_mean, torch.stack([x.mean(0) for x in xs]).mean(0))
     with pytest.raises(ValueError, match="momentum"):
         set_bn_momentum(model, 2.0)
+
+
+def test_batch_average_variance_is_once_for_all_formula() -> None:
+    layer, bn = nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4)
+    model = nn.Sequential(layer, bn)
+    batches = _shifted_batches([5, 11, 2], (3, 6, 6))
+    recalibrate_bn(model, batches, variance="batch_average")
+    with torch.no_grad():
+        outs = [layer(x) for x, _ in batches]
+    dims = [0, 2, 3]
+    sizes = torch.tensor([float(o.shape[0]) for o in outs])
+    # once-for-all: batch-size weighted means of batch means and of biased batch variances
+    want_mean = (torch.stack([o.mean(dims) for o in outs]) * sizes[:, None]).sum(0) / sizes.sum()
+    want_var = (torch.stack([o.var(dims, unbiased=False) for o in outs]) * sizes[:, None]).sum(
+        0
+    ) / sizes.sum()
+    torch.testing.assert_close(bn.running_mean, want_mean, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(bn.running_var, want_var, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="variance"):
+        recalibrate_bn(model, batches, variance="median")  # type: ignore[arg-type]

@@ -6,7 +6,7 @@ import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -21,8 +21,10 @@ class _Pooled:
     count: int = 0
     mean: torch.Tensor | None = None
     m2: torch.Tensor | None = None
+    within_m2: torch.Tensor | None = None  # sum of per-batch M2 around each batch's own mean
 
     def add(self, count: int, mean: torch.Tensor, m2: torch.Tensor) -> None:
+        self.within_m2 = m2.clone() if self.within_m2 is None else self.within_m2 + m2
         if self.mean is None or self.m2 is None:
             self.count, self.mean, self.m2 = count, mean, m2
             return
@@ -50,8 +52,14 @@ def _observe(pooled: _Pooled, bn: nn.Module, args: tuple[Any, ...]) -> None:
     bn.running_var.copy_(m2 / count)
 
 
+Variance = Literal["pooled", "batch_average"]
+
+
 def recalibrate_bn(
-    model: nn.Module, batches: Iterable[Any], num_batches: int | None = None
+    model: nn.Module,
+    batches: Iterable[Any],
+    num_batches: int | None = None,
+    variance: Variance = "pooled",
 ) -> nn.Module:
     """Reset every BN's running stats and set them to the exact statistics of `batches`.
 
@@ -60,11 +68,15 @@ def recalibrate_bn(
     (so the batch-size weighted mean of batch means) and `running_var` = the *pooled*
     unbiased variance of all those values (within-batch plus between-batch spread, unlike
     once-for-all's average of batch variances, which misses the spread of batch means).
+    `variance="batch_average"` gives once-for-all's figure instead: the batch-size weighted
+    mean of each batch's biased variance around its own mean.
     `num_batches_tracked` becomes the number of batches. During the passes every BN
     normalizes with its batch statistics (as in training) and every other module is in eval
     mode (no dropout). Nothing else is touched (no parameter, other buffer or gradient);
     each submodule's train/eval mode is restored. A BN no batch reaches keeps reset stats.
     """
+    if variance not in ("pooled", "batch_average"):
+        raise ValueError(f"variance must be 'pooled' or 'batch_average', got {variance!r}")
     if num_batches is not None and num_batches < 1:
         raise ValueError(f"num_batches must be None or >= 1, got {num_batches}")
     bns = [
@@ -92,7 +104,7 @@ def recalibrate_bn(
             for module, training in modes.items():
                 module.training = training
             for bn in bns:
-                _write(bn, pooled[bn], seen)
+                _write(bn, pooled[bn], seen, variance)
     if seen == 0:
         raise ValueError("batches: no batch given; recalibration needs at least one")
     return model
@@ -107,12 +119,15 @@ def _input_of(batch: Any) -> torch.Tensor:
     return x
 
 
-def _write(bn: nn.Module, pooled: _Pooled, batches: int) -> None:
-    if pooled.mean is None or pooled.m2 is None:
+def _write(bn: nn.Module, pooled: _Pooled, batches: int, variance: Variance) -> None:
+    if pooled.mean is None or pooled.m2 is None or pooled.within_m2 is None:
         bn.reset_running_stats()
         return
-    # unbiased like torch's running_var; one value alone has no spread to correct
-    var = pooled.m2 / max(pooled.count - 1, 1)
+    if variance == "batch_average":
+        var = pooled.within_m2 / pooled.count
+    else:
+        # unbiased like torch's running_var; one value alone has no spread to correct
+        var = pooled.m2 / max(pooled.count - 1, 1)
     bn.running_mean.copy_(pooled.mean)
     bn.running_var.copy_(var)
     if bn.num_batches_tracked is not None:
