@@ -1,0 +1,60 @@
+"""A rich progress bar for the runner: trials done, best so far, time left."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from normnas.search.records import OBJECTIVES
+
+if TYPE_CHECKING:
+    from normnas.search.runner import Budget, TrialEvent
+
+
+class RichProgress:
+    """Progress over the tightest budget known up front (trials, else wall time)."""
+
+    def __init__(self, budget: Budget, objectives: tuple[str, ...]) -> None:
+        self.budget = budget
+        self.objective = objectives[0]
+        self.sign = 1.0 if OBJECTIVES[self.objective] == "maximize" else -1.0
+        self.best: float | None = None
+        self.progress = Progress(
+            TextColumn("[bold]search"),
+            BarColumn(),
+            TextColumn("{task.fields[done]}"),
+            TextColumn("best {task.fields[best]}"),
+            TimeElapsedColumn(),
+            TextColumn("left {task.fields[left]}"),
+            transient=False,
+        )
+        total = budget.trials if budget.trials is not None else budget.wall_s
+        self.task = self.progress.add_task("search", total=total, done="", best="-", left="-")
+        self.progress.start()
+
+    def update(self, event: TrialEvent) -> None:
+        if event.values and event.duplicate_of is None:
+            value = event.values[0]
+            if self.best is None or self.sign * value > self.sign * self.best:
+                self.best = value
+        b = self.budget
+        done = (
+            f"{event.n_evaluated}/{b.trials} trials" if b.trials else f"{event.n_evaluated} trials"
+        )
+        left = "-"
+        if b.wall_s is not None:
+            left = f"{max(0.0, b.wall_s - event.elapsed_s):.0f}s"
+        elif b.trials and event.n_evaluated:
+            per = event.elapsed_s / max(event.n_evaluated, 1)
+            left = f"~{per * max(b.trials - event.n_evaluated, 0):.0f}s"
+        best = "-" if self.best is None else _fmt(self.objective, self.best)
+        completed = event.n_evaluated if b.trials is not None else event.elapsed_s
+        self.progress.update(self.task, completed=completed, done=done, best=best, left=left)
+
+    def close(self) -> None:
+        self.progress.stop()
+
+
+def _fmt(objective: str, value: float) -> str:
+    return f"{value:.4f}" if objective == "accuracy" else f"{value:,.4g}"

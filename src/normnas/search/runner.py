@@ -1,0 +1,450 @@
+"""The one search loop: ask → suggest → (dedup, constraints) → evaluate → tell, under a budget.
+
+Budget semantics (documented choices):
+- `trials` counts *evaluated* trials of the study — statuses ok, failed, diverged, pruned,
+  timeout — including those already in the study when the run starts (so a resumed run
+  reaches the original total). Duplicates, infeasible and interrupted trials do not count.
+- `cost_s` follows NAS-Bench-201's own REA/random-search code: a new query is made while
+  the spent cost is below the budget, and the query that crosses the budget still counts.
+  Spent cost includes the trials already in the study.
+- `wall_s` is this run's real time, checked before each trial (a running trial finishes).
+- The run also stops when the sampler flags the space exhausted, or after
+  `max(10 × trials budget, 1000)` consecutive duplicates.
+
+Infeasible architectures (a constraint violated, checked through `evaluator.cost_metrics`
+before evaluating) are told as FAIL with status `infeasible` and cost nothing: samplers
+ignore them, as they ignore failed trials. Failed and diverged evaluations are told as FAIL
+with their status, pruned ones as PRUNED; the search goes on.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+from optuna.pruners import NopPruner
+from optuna.trial import FrozenTrial, TrialState
+
+from normnas.search import records as rec
+from normnas.search.result import Evaluator, ReportFn, TrialResult
+from normnas.spaces.base import Arch, SearchSpace
+
+WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass
+class Budget:
+    trials: int | None = None  # evaluated (non-duplicate) trials
+    wall_s: float | None = None  # real seconds
+    cost_s: float | None = None  # sum of TrialResult.cost_s (simulated seconds for tables)
+
+    def __post_init__(self) -> None:
+        if self.trials is None and self.wall_s is None and self.cost_s is None:
+            raise ValueError("a budget needs trials, wall_s or cost_s")
+
+
+@dataclass
+class Constraints:
+    """Limits checked before an architecture is evaluated."""
+
+    max_params: float | None = None
+    max_flops: float | None = None
+    max_latency_ms: float | None = None
+
+    def metric_names(self) -> tuple[str, ...]:
+        pairs = (
+            ("params", self.max_params),
+            ("flops", self.max_flops),
+            ("latency_ms", self.max_latency_ms),
+        )
+        return tuple(n for n, limit in pairs if limit is not None)
+
+    def violation(self, metrics: dict[str, float]) -> str | None:
+        """One line naming the first violated limit, or None when feasible."""
+        for name in self.metric_names():
+            limit = getattr(self, f"max_{name}")
+            value = metrics.get(name)
+            if value is not None and value > limit:
+                return f"{name} {value:g} > max_{name} {limit:g}"
+        return None
+
+
+@dataclass
+class TrialEvent:
+    """What the runner tells a progress callback after each trial."""
+
+    number: int
+    status: str
+    duplicate_of: int | None
+    values: tuple[float, ...] | None
+    n_evaluated: int  # counted toward the budget, study-wide
+    spent_cost_s: float
+    elapsed_s: float
+    budget: Budget
+
+
+@dataclass
+class SearchSummary:
+    study_name: str
+    objectives: tuple[str, ...]
+    best_trials: list[rec.TrialRecord]  # best (one objective) or Pareto front
+    n_evaluated: int  # evaluated by this run
+    n_duplicates: int
+    n_infeasible: int
+    n_failed: int  # failed, diverged or timeout in this run
+    n_pruned: int
+    n_total: int  # evaluated trials in the study, counting toward the budget
+    spent_cost_s: float  # study-wide when counting existing trials
+    wall_s: float
+    stopped_by: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def best(self) -> rec.TrialRecord | None:
+        return self.best_trials[0] if self.best_trials else None
+
+
+@dataclass
+class _Entry:
+    number: int
+    state: TrialState
+    values: tuple[float, ...] | None
+    status: str
+
+
+class _Ledger:
+    """What the runner knows of the study: evaluated keys and budget counters.
+
+    Built by one scan at start; afterwards kept in process, and refreshed incrementally only
+    when trials created by someone else (another worker, an enqueue) appear.
+    """
+
+    def __init__(self) -> None:
+        self.entries: dict[str, _Entry] = {}
+        self.seen: set[int] = set()
+        self.n_counted = 0
+        self.spent = 0.0
+
+    def absorb(self, t: FrozenTrial) -> None:
+        if t.number in self.seen or not t.state.is_finished():
+            return
+        self.seen.add(t.number)
+        attrs = t.user_attrs
+        result = attrs.get(rec.ATTR_RESULT)
+        if result is None or attrs.get(rec.ATTR_DUPLICATE) is not None:
+            return
+        status = attrs.get(rec.ATTR_STATUS, "ok")
+        if status in rec.COUNTED:
+            self.n_counted += 1
+            self.spent += float(result.get("cost_s", 0.0))
+        key = result.get("key")
+        if key is not None and key not in self.entries:
+            values = tuple(t.values) if t.values is not None else None
+            self.entries[key] = _Entry(t.number, t.state, values, status)
+
+    def scan(self, study: optuna.Study) -> list[FrozenTrial]:
+        trials = study._storage.get_all_trials(study._study_id, deepcopy=False)
+        for t in trials:
+            self.absorb(t)
+        return trials
+
+
+def _report_fn(trial: optuna.Trial) -> ReportFn:
+    def report(step: int, value: float) -> bool:
+        trial.report(float(value), int(step))
+        return trial.should_prune()
+
+    return report
+
+
+def _safe_evaluate(evaluator: Evaluator, arch: Arch, report: ReportFn | None) -> TrialResult:
+    start = time.perf_counter()
+    try:
+        return evaluator.evaluate(arch, None, report)
+    except Exception as exc:  # an evaluator bug must not end the search
+        line = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+        return TrialResult(status="failed", error=line, cost_s=time.perf_counter() - start)
+
+
+def _check_study(study: optuna.Study, objectives: Sequence[str]) -> tuple[str, ...]:
+    objs = rec.check_objectives(objectives)
+    want = [optuna.study.StudyDirection[d.upper()] for d in rec.directions(objs)]
+    if list(study.directions) != want:
+        raise ValueError(
+            f"study {study.study_name!r} directions {[d.name.lower() for d in study.directions]}"
+            f" do not match objectives {list(objs)}"
+        )
+    return objs
+
+
+def run_search(
+    study: optuna.Study,
+    space: SearchSpace,
+    evaluator: Evaluator,
+    budget: Budget,
+    objectives: Sequence[str] = ("accuracy",),
+    constraints: Constraints | None = None,
+    dedup: bool = True,
+    pruner_fidelity: bool = False,
+    progress: bool = False,
+    *,
+    count_existing: bool = True,
+    callback: Callable[[TrialEvent], None] | None = None,
+    wait_poll_s: float = 0.2,
+) -> SearchSummary:
+    """Run the search loop on `study` until the first budget limit; see the module doc.
+
+    `pruner_fidelity=True` hands the evaluator a report function wired to `trial.report` /
+    `should_prune` (it is on automatically when the study has a pruner other than
+    NopPruner and one objective). `count_existing=False` makes the budget count only this
+    run's trials (used by parallel workers that each take a share). `callback` receives a
+    `TrialEvent` after each trial; `progress=True` shows a rich progress bar.
+    """
+    objs = _check_study(study, objectives)
+    t0 = time.perf_counter()
+    ledger = _Ledger()
+    expected_next = len(ledger.scan(study))
+    use_report = len(objs) == 1 and (pruner_fidelity or not isinstance(study.pruner, NopPruner))
+    check = constraints if constraints is not None and constraints.metric_names() else None
+    cost_metrics = getattr(evaluator, "cost_metrics", None)
+    if check is not None and cost_metrics is None:
+        raise ValueError("constraints need an evaluator with a cost_metrics(arch, names) method")
+    max_streak = max(10 * budget.trials, 1000) if budget.trials else 1000
+    counts = {"evaluated": 0, "duplicates": 0, "infeasible": 0, "failed": 0, "pruned": 0}
+    streak = 0
+    shared = False
+    size = len(space) if hasattr(space, "__len__") else None  # type: ignore[arg-type]
+    bar = _progress_bar(budget, objs) if progress else None
+    stopped_by = ""
+
+    own = {"counted": 0, "spent": 0.0}  # this run's own evaluations (workers' shares)
+
+    def counted() -> int:
+        return ledger.n_counted if count_existing else own["counted"]
+
+    def spent() -> float:
+        return ledger.spent if count_existing else own["spent"]
+
+    try:
+        while True:
+            stopped_by = _stop_reason(study, budget, counted(), spent(), time.perf_counter() - t0)
+            if not stopped_by and streak >= max_streak:
+                stopped_by = "duplicates"
+            if not stopped_by and dedup and size is not None and len(ledger.entries) >= size:
+                stopped_by = "exhausted"  # every architecture has a recorded result
+            if stopped_by:
+                break
+            trial = study.ask()
+            if trial.number != expected_next:
+                shared = True  # trials created elsewhere: another worker or an enqueue
+            expected_next = trial.number + 1
+            try:
+                arch = space.suggest(trial)
+                key = space.to_str(space.canonical(arch))
+                entry = ledger.entries.get(key) if dedup else None
+                if entry is None and dedup and shared:
+                    entry = _twin(study, space, ledger, key, trial, wait_poll_s)
+                if entry is not None:
+                    _tell_duplicate(study, trial, space.to_str(arch), entry)
+                    counts["duplicates"] += 1
+                    streak += 1
+                    status, dup, values = entry.status, entry.number, entry.values
+                else:
+                    streak = 0
+                    trial.set_user_attr(rec.ATTR_WORKER, WORKER_ID)
+                    result = None
+                    if check is not None:
+                        metrics = cost_metrics(arch, check.metric_names())  # type: ignore[misc]
+                        why = check.violation(metrics)
+                        if why is not None:
+                            result = TrialResult(
+                                status="infeasible",
+                                error=why,
+                                params=metrics.get("params"),
+                                flops=metrics.get("flops"),
+                                latency_ms=metrics.get("latency_ms"),
+                            )
+                    if result is None:
+                        report = _report_fn(trial) if use_report else None
+                        result = _safe_evaluate(evaluator, arch, report)
+                    status, dup, values = _record(
+                        study, trial, space.to_str(arch), key, result, objs, ledger, shared
+                    )
+                    if result.status in rec.COUNTED:
+                        own["spent"] += float(result.cost_s)
+                        own["counted"] += dup is None
+                    if dup is not None:
+                        counts["duplicates"] += 1
+                    elif status == "infeasible":
+                        counts["infeasible"] += 1
+                    else:
+                        counts["evaluated"] += 1
+                        if status == "pruned":
+                            counts["pruned"] += 1
+                        elif status != "ok":
+                            counts["failed"] += 1
+            except BaseException:
+                _interrupt(study, trial)
+                raise
+            event = TrialEvent(
+                trial.number,
+                status,
+                dup,
+                values,
+                counted(),
+                spent(),
+                time.perf_counter() - t0,
+                budget,
+            )
+            if bar is not None:
+                bar.update(event)
+            if callback is not None:
+                callback(event)
+    finally:
+        if bar is not None:
+            bar.close()
+    return SearchSummary(
+        study_name=study.study_name,
+        objectives=objs,
+        best_trials=rec.best_records(study),
+        n_evaluated=counts["evaluated"],
+        n_duplicates=counts["duplicates"],
+        n_infeasible=counts["infeasible"],
+        n_failed=counts["failed"],
+        n_pruned=counts["pruned"],
+        n_total=counted(),
+        spent_cost_s=spent(),
+        wall_s=time.perf_counter() - t0,
+        stopped_by=stopped_by,
+    )
+
+
+def _stop_reason(
+    study: optuna.Study, budget: Budget, n_counted: int, spent: float, elapsed: float
+) -> str:
+    if budget.trials is not None and n_counted >= budget.trials:
+        return "trials"
+    if budget.cost_s is not None and spent >= budget.cost_s:
+        return "cost"
+    if budget.wall_s is not None and elapsed >= budget.wall_s:
+        return "wall"
+    if getattr(study.sampler, "exhausted", False):
+        return "exhausted"
+    return ""
+
+
+def _tell_duplicate(study: optuna.Study, trial: optuna.Trial, arch: str, entry: _Entry) -> None:
+    trial.set_user_attr(rec.ATTR_ARCH, arch)
+    trial.set_user_attr(rec.ATTR_STATUS, entry.status)
+    trial.set_user_attr(rec.ATTR_DUPLICATE, entry.number)
+    if entry.state == TrialState.COMPLETE:
+        study.tell(trial, entry.values)
+    else:
+        study.tell(trial, state=entry.state)
+
+
+def _record(
+    study: optuna.Study,
+    trial: optuna.Trial,
+    arch: str,
+    key: str,
+    result: TrialResult,
+    objs: tuple[str, ...],
+    ledger: _Ledger,
+    shared: bool,
+) -> tuple[str, int | None, tuple[float, ...] | None]:
+    """Write the trial's attributes and tell it; returns (status, duplicate_of, values)."""
+    status = result.status
+    values: tuple[float, ...] | None = None
+    if status == "ok":
+        vals = [rec.objective_value(result, o) for o in objs]
+        if any(v is None for v in vals):
+            missing = [o for o, v in zip(objs, vals, strict=True) if v is None]
+            status, result.error = "failed", f"evaluator returned no {', '.join(missing)}"
+        else:
+            values = tuple(vals)  # type: ignore[arg-type]
+    if shared:
+        # another worker may have finished the same architecture while this one ran
+        ledger.scan(study)
+        twin = ledger.entries.get(key)
+        if twin is not None:
+            ledger.spent += float(result.cost_s) if status in rec.COUNTED else 0.0
+            _tell_duplicate(study, trial, arch, twin)
+            return twin.status, twin.number, twin.values
+    trial.set_user_attr(rec.ATTR_ARCH, arch)
+    trial.set_user_attr(rec.ATTR_STATUS, status)
+    trial.set_user_attr(rec.ATTR_RESULT, rec.result_attr(key, result))
+    if status == "ok":
+        state = TrialState.COMPLETE
+        study.tell(trial, values)
+    elif status == "pruned":
+        state = TrialState.PRUNED
+        study.tell(trial, state=state)
+    else:
+        state = TrialState.FAIL
+        study.tell(trial, state=state)
+    ledger.seen.add(trial.number)
+    ledger.entries.setdefault(key, _Entry(trial.number, state, values, status))
+    if status in rec.COUNTED:
+        ledger.n_counted += 1
+        ledger.spent += float(result.cost_s)
+    return status, None, values
+
+
+def _twin(
+    study: optuna.Study,
+    space: SearchSpace,
+    ledger: _Ledger,
+    key: str,
+    trial: optuna.Trial,
+    poll_s: float,
+) -> _Entry | None:
+    """In a shared study: the finished twin of `key`, waiting for a running lower-numbered one.
+
+    The lower trial number evaluates and the higher one waits, so two workers never wait on
+    each other. Races that slip through are caught after evaluation (see `_record`).
+    """
+    trials = ledger.scan(study)
+    if key in ledger.entries:
+        return ledger.entries[key]
+    for t in trials:
+        if t.state != TrialState.RUNNING or t.number >= trial.number or not t.params:
+            continue
+        try:
+            other = space.to_str(space.canonical(space.from_params(t.params)))
+        except Exception:
+            continue
+        if other != key:
+            continue
+        while True:
+            ft = study._storage.get_trial(t._trial_id)
+            if ft.state.is_finished():
+                ledger.absorb(ft)
+                return ledger.entries.get(key)  # None if it was interrupted: evaluate here
+            time.sleep(poll_s)
+    return None
+
+
+def _interrupt(study: optuna.Study, trial: optuna.Trial) -> None:
+    """Mark a trial cut short in this process as failed/interrupted and queue its retry."""
+    try:
+        if study._storage.get_trial(trial._trial_id).state.is_finished():
+            return
+        trial.set_user_attr(rec.ATTR_STATUS, "interrupted")
+        study.tell(trial, state=TrialState.FAIL)
+        params = trial.params
+        if params:
+            study.enqueue_trial(params, user_attrs={rec.ATTR_RETRY: trial.number})
+    except Exception:  # the storage itself may be what failed; never mask the original error
+        pass
+
+
+def _progress_bar(budget: Budget, objs: tuple[str, ...]) -> Any:
+    from normnas.search.progress import RichProgress
+
+    return RichProgress(budget, objs)

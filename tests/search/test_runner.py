@@ -1,0 +1,160 @@
+import math
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+from tests.search.helpers import TableEvaluator, TinyEvaluator, TinySpace, table
+
+from normnas.search import records as rec
+from normnas.search.runner import Budget, Constraints, run_search
+from normnas.search.strategies import make_pruner, make_sampler
+from normnas.spaces import NB201Space
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def _study(strategy: str = "random", space=None, seed: int = 0, **kw) -> optuna.Study:
+    space = space or NB201Space()
+    return optuna.create_study(
+        direction="maximize", sampler=make_sampler(strategy, space, seed), **kw
+    )
+
+
+def test_trial_budget_counts_evaluated_trials_and_dedups():
+    space = NB201Space()
+    ev = TableEvaluator(space)
+    study = _study()
+    s = run_search(study, space, ev, Budget(trials=120))
+    recs = rec.records(study)
+    evaluated = [r for r in recs if r.evaluated]
+    assert s.n_total == s.n_evaluated == len(evaluated) == ev.calls == 120
+    keys = [r.key for r in evaluated]
+    assert len(set(keys)) == len(keys)  # no architecture class trained twice
+    dups = [r for r in recs if r.duplicate_of is not None]
+    assert s.n_duplicates == len(dups) > 0  # random search on NB201 repeats equivalent cells
+    for d in dups:
+        original = recs[d.duplicate_of]
+        assert d.values == original.values
+        assert space.canonical(space.from_str(d.arch)) == space.canonical(
+            space.from_str(original.arch)
+        )
+    assert s.best.values[0] == max(r.values[0] for r in evaluated)
+    assert s.stopped_by == "trials"
+
+
+def test_cost_budget_the_crossing_query_counts():
+    space = NB201Space()
+    study = _study()
+    s = run_search(study, space, TableEvaluator(space), Budget(cost_s=3000.0))
+    costs = [r.result["cost_s"] for r in rec.records(study) if r.evaluated]
+    assert s.stopped_by == "cost"
+    assert math.isclose(sum(costs), s.spent_cost_s)
+    assert sum(costs) >= 3000.0 > sum(costs[:-1])
+
+
+def test_constraints_make_infeasible_trials_free_and_failed():
+    space = NB201Space()
+    ev = TableEvaluator(space)
+    study = _study()
+    limit = 400_000
+    s = run_search(study, space, ev, Budget(trials=40), constraints=Constraints(max_params=limit))
+    recs = rec.records(study)
+    infeasible = [r for r in recs if r.status == "infeasible" and r.duplicate_of is None]
+    assert s.n_infeasible == len(infeasible) > 0
+    assert all(r.state == TrialState.FAIL and r.result["params"] > limit for r in infeasible)
+    assert ev.calls == 40 == s.n_total
+    assert all(r.result["params"] <= limit for r in recs if r.evaluated)
+
+
+def test_failures_are_recorded_and_the_search_goes_on():
+    space = TinySpace()
+    ev = TinyEvaluator(fail={(2, "y")})
+    study = _study("grid", space)
+    s = run_search(study, space, ev, Budget(trials=100))
+    assert s.stopped_by == "exhausted" and s.n_total == 6
+    bad = [r for r in rec.records(study) if r.arch == "2y"]
+    assert bad[0].state == TrialState.FAIL and bad[0].status == "failed"
+    assert bad[0].result["error"] == "RuntimeError: boom"
+    assert s.best.arch == "2x"
+
+
+def test_a_second_run_continues_to_the_same_total():
+    space = NB201Space()
+    ev = TableEvaluator(space)
+    study = _study("evolution")
+    run_search(study, space, ev, Budget(trials=15))
+    again = run_search(study, space, ev, Budget(trials=15))
+    assert again.n_evaluated == 0 and again.n_total == 15
+    more = run_search(study, space, ev, Budget(trials=25))
+    assert more.n_evaluated == 10 and more.n_total == 25 == ev.calls
+
+
+def test_an_exhausted_space_stops_the_search():
+    space = TinySpace()
+    s = run_search(_study("random", space), space, TinyEvaluator(), Budget(trials=10))
+    assert s.n_total == 6 and s.stopped_by == "exhausted"
+
+
+def test_duplicate_streak_stops_a_space_of_unknown_size():
+    class Unsized:
+        def __init__(self) -> None:
+            self.inner = TinySpace()
+
+        def __getattr__(self, name):
+            if name == "__len__":
+                raise AttributeError(name)
+            return getattr(self.inner, name)
+
+    space = Unsized()
+    s = run_search(_study("random", space), space, TinyEvaluator(), Budget(trials=10))
+    assert s.n_total == 6 and s.stopped_by == "duplicates" and s.n_duplicates >= 1000
+
+
+def test_sha_pruner_prunes_through_the_report_function():
+    space = NB201Space()
+    study = optuna.create_study(
+        direction="maximize",
+        sampler=make_sampler("random", space, 0),
+        pruner=make_pruner("sha", min_resource=1, reduction_factor=2),
+    )
+
+    class Curves(TableEvaluator):
+        def evaluate(self, arch, fidelity=None, report=None):
+            final = super().evaluate(arch)
+            for step in range(4):
+                acc = final.accuracy * (step + 1) / 4
+                if report is not None and report(step, acc):
+                    final.status = "pruned"
+                    break
+            return final
+
+    s = run_search(study, space, Curves(space), Budget(trials=30))
+    pruned = [t for t in study.trials if t.state == TrialState.PRUNED]
+    assert s.n_pruned > 0 and len(pruned) >= s.n_pruned
+    assert all(t.intermediate_values for t in pruned)
+
+
+def test_multi_objective_returns_a_pareto_front():
+    space = NB201Space()
+    study = optuna.create_study(
+        directions=rec.directions(["accuracy", "params"]),
+        sampler=make_sampler("nsga2", space, 0, population_size=10),
+    )
+    s = run_search(study, space, TableEvaluator(space), Budget(trials=40), ("accuracy", "params"))
+    front = s.best_trials
+    assert len(front) >= 2
+    accs = [r.values[0] for r in front]
+    params = [r.values[1] for r in front]
+    assert accs == sorted(accs, reverse=True) and params == sorted(params, reverse=True)
+
+
+def test_study_directions_must_match_objectives():
+    space = NB201Space()
+    with pytest.raises(ValueError, match="do not match"):
+        run_search(_study(), space, TableEvaluator(space), Budget(trials=1), ("params",))
+    with pytest.raises(ValueError, match="valid: accuracy, params, flops, latency"):
+        run_search(_study(), space, TableEvaluator(space), Budget(trials=1), ("acc",))
+
+
+def test_table_helper_is_complete():
+    assert len(table()) == 15_625
