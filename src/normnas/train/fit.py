@@ -100,7 +100,7 @@ def _validate(
 ) -> tuple[float | None, float | None]:
     if split is None or len(split) == 0:
         return None, None
-    loss_sum, pred = predict(model, split, max(batch_size, 512), device)
+    loss_sum, pred, _ = predict(model, split, max(batch_size, 512), device)
     correct = (pred == split.on(device)[1]).sum()
     return float(loss_sum) / len(split), int(correct) / len(split)
 

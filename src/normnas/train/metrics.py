@@ -18,7 +18,8 @@ class Metrics:
 
     Macro precision/recall/F1 average over the classes present in the labels or the
     predictions (as scikit-learn does by default), a 0/0 counting as 0.
-    `confusion[i, j]` counts samples of true class i predicted as j.
+    `confusion[i, j]` counts samples of true class i predicted as j (K x K, K = the
+    model's number of outputs).
     """
 
     accuracy: float
@@ -44,19 +45,22 @@ class Metrics:
 @torch.no_grad()
 def predict(
     model: nn.Module, split: Split, batch_size: int = 512, device: str | torch.device = "cpu"
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """(summed cross-entropy as a 0-d tensor, predicted class per sample) in eval mode."""
+) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """(summed cross-entropy as a 0-d tensor, predicted class per sample, number of outputs)
+    in eval mode."""
     was_training = model.training
     model.eval()
     try:
         loss_sum = torch.zeros((), dtype=torch.float64, device=device)
         preds = []
+        outputs = 0
         for x, y in split.batches(batch_size, shuffle=False, device=device):
             out = model(x).float()
             loss_sum += F.cross_entropy(out, y, reduction="sum").double()
             preds.append(out.argmax(1))
+            outputs = out.shape[1]
         pred = torch.cat(preds) if preds else torch.empty(0, dtype=torch.long, device=device)
-        return loss_sum, pred
+        return loss_sum, pred, outputs
     finally:
         model.train(was_training)
 
@@ -86,9 +90,9 @@ def evaluate(
     """Score `model` on `split` (eval mode, no grad; the model's mode is restored)."""
     if len(split) == 0:
         raise ValueError("evaluate: the split is empty")
-    loss_sum, pred = predict(model, split, batch_size, device)
+    loss_sum, pred, outputs = predict(model, split, batch_size, device)
     y = split.y.to(pred.device)
-    k = int(num_classes or max(int(y.max()), int(pred.max())) + 1)
+    k = max(int(num_classes or outputs), int(y.max()) + 1)
     confusion = torch.bincount(y * k + pred, minlength=k * k).reshape(k, k).cpu().numpy()
     n = len(split)
     precision, recall, f1 = macro_scores(confusion)
