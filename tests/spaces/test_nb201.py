@@ -175,6 +175,11 @@ def _s(text: str) -> tuple[str, ...]:
             "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|none~0|none~1|none~2|",
             "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|",
         ),
+        # a skip_connect path merges: x + conv(x) both ways
+        (
+            "|nor_conv_3x3~0|+|skip_connect~0|skip_connect~1|+|none~0|none~1|skip_connect~2|",
+            "|skip_connect~0|+|nor_conv_3x3~0|skip_connect~1|+|none~0|none~1|skip_connect~2|",
+        ),
         # dead + swap together
         (
             "|avg_pool_3x3~0|+|none~0|none~1|+|none~0|nor_conv_3x3~1|nor_conv_3x3~2|",
@@ -193,8 +198,18 @@ def test_equivalent_cells_share_a_canonical_form(a: str, b: str) -> None:
     [
         # with a 2<-1 edge, nodes 1 and 2 are not interchangeable
         (
-            "|nor_conv_3x3~0|+|skip_connect~0|skip_connect~1|+|none~0|none~1|skip_connect~2|",
-            "|skip_connect~0|+|nor_conv_3x3~0|skip_connect~1|+|none~0|none~1|skip_connect~2|",
+            "|nor_conv_3x3~0|+|nor_conv_1x1~0|avg_pool_3x3~1|+|none~0|none~1|skip_connect~2|",
+            "|nor_conv_1x1~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|none~0|none~1|skip_connect~2|",
+        ),
+        # x + x is not x
+        (
+            "|skip_connect~0|+|skip_connect~0|skip_connect~1|+|none~0|none~1|skip_connect~2|",
+            "|skip_connect~0|+|none~0|skip_connect~1|+|none~0|none~1|skip_connect~2|",
+        ),
+        # an op on a sum is not the sum of the op
+        (
+            "|skip_connect~0|+|nor_conv_1x1~0|nor_conv_1x1~1|+|none~0|none~1|nor_conv_3x3~2|",
+            "|skip_connect~0|+|nor_conv_1x1~0|nor_conv_1x1~1|+|nor_conv_3x3~0|none~1|nor_conv_3x3~2|",
         ),
         # swapping only the inputs (not the outputs) of nodes 1 and 2 changes the function
         (
@@ -215,9 +230,38 @@ def test_canonical_over_the_whole_space() -> None:
     # every representative is its own canonical form and is a member of the space
     assert all(space.canonical(c) == c for c in classes)
     assert space.canonical(("none",) * 6) in classes
-    # the resnet cell is already pruned and has a 2<-1 edge: it is its own class
-    assert space.canonical(_s(RESNET)) == _s(RESNET)
-    assert 5_000 < len(classes) < 15_625
+    # x + conv(conv(x)): the representative moves the chain to nodes 0 -> 2 -> 3
+    assert space.canonical(_s(RESNET)) == _s(
+        "|none~0|+|nor_conv_3x3~0|none~1|+|skip_connect~0|none~1|nor_conv_3x3~2|"
+    )
+    assert len(classes) == 4_930
+
+
+def _benchmark_unique_str(arch: tuple[str, ...]) -> str:
+    """NAS-Bench-201's CellStructure.to_unique_str(consider_zero=True), restated."""
+    nodes = {0: "0"}
+    edges = ((1, 0), (2, 0), (2, 1), (3, 0), (3, 1), (3, 2))
+    for node in (1, 2, 3):
+        terms = []
+        for (dst, src), op in zip(edges, arch, strict=True):
+            if dst != node:
+                continue
+            if op == "none" or nodes[src] == "#":
+                terms.append("#")
+            elif op == "skip_connect":
+                terms.append(nodes[src])
+            else:
+                terms.append(f"({nodes[src]})@{op}")
+        nodes[node] = "+".join(sorted(terms))
+    return nodes[3]
+
+
+def test_canonical_merges_everything_the_benchmark_merges() -> None:
+    ours: dict[str, set[tuple[str, ...]]] = {}
+    for arch in space.all():
+        ours.setdefault(_benchmark_unique_str(arch), set()).add(space.canonical(arch))
+    assert len(ours) == 6_466  # the benchmark's published count of unique cells
+    assert all(len(reps) == 1 for reps in ours.values())
 
 
 def test_mutate_changes_exactly_one_edge() -> None:

@@ -39,6 +39,40 @@ def _index_of() -> dict[NB201Arch, int]:
     return {arch: i for i, arch in enumerate(_all_archs())}
 
 
+def _expression(arch: Sequence[str]) -> str:
+    """The output of the cell as a string expression of the input `x` (see `canonical`).
+
+    Each node is a sorted multiset of terms (empty: zero). A skip_connect adds its source's
+    terms (sums are associative), any other op adds one term `op(source)`, where a source of
+    several terms is written `[a+b]`.
+    """
+    nodes: list[list[str]] = [["x"]]
+    for node in (1, 2, 3):
+        terms: list[str] = []
+        for (dst, src), op in zip(EDGES, arch, strict=True):
+            if dst != node or op == "none" or not nodes[src]:
+                continue
+            if op == "skip_connect":
+                terms.extend(nodes[src])
+            else:
+                inner = nodes[src]
+                terms.append(
+                    f"{op}({inner[0] if len(inner) == 1 else '[' + '+'.join(inner) + ']'})"
+                )
+        nodes.append(sorted(terms))
+    return "+".join(nodes[3])
+
+
+@cache
+def _canonical_table() -> dict[NB201Arch, NB201Arch]:
+    # product() yields archs in increasing op-index order: the first of a class is its smallest
+    best: dict[str, NB201Arch] = {}
+    table: dict[NB201Arch, NB201Arch] = {}
+    for arch in itertools.product(OPS, repeat=6):
+        table[arch] = best.setdefault(_expression(arch), arch)  # type: ignore[arg-type]
+    return table
+
+
 def _op_params(op: str, channels: int) -> int:
     """Parameters of one normal-cell op: ReLUConvBN has k*k*C*C conv weights + 2C BN affine."""
     if op == "nor_conv_1x1":
@@ -138,36 +172,25 @@ class NB201Space:
     def canonical(self, arch: Sequence[str]) -> NB201Arch:
         """One representative per class of cells computing the same function.
 
-        Rule, in two steps:
-        1. Prune: a non-'none' edge j->i is live only if node j is reachable from node 0 and
-           node i reaches node 3, both through non-'none' edges. Every other edge becomes
-           'none' (its output never reaches the cell output, or its input is identically
-           zero). A cell whose output is disconnected becomes all-'none'. (Strictly, a conv
-           on a zero input still emits its BN's learned shift; like the benchmark's own
-           isomorphism analysis we treat such an edge as 'none'.)
-        2. Isomorphism: the sum at each node is commutative, so the only relabeling left is
-           swapping the intermediate nodes 1 and 2, allowed when edge 2<-1 is 'none' after
-           pruning: swap (1<-0 with 2<-0) and (3<-1 with 3<-2). Of the encodings reachable,
-           the representative is the lexicographically smallest by op index in `OPS`.
+        Two cells are equivalent when their output nodes compute the same expression of the
+        input x, built node by node: a 'none' edge contributes nothing, 'skip_connect'
+        passes its source's terms through, any other op wraps its source
+        (`nor_conv_3x3(e)`), and a node is the multiset (an associative, commutative sum)
+        of its incoming terms; a node with no terms is zero and an op applied to zero is
+        zero. Consequences: edges that cannot reach the output, or whose input is
+        disconnected from x, act as 'none'; nodes 1 and 2 are interchangeable when no edge
+        joins them; an all-'none' or disconnected cell is the zero cell; paths that differ
+        only by where a skip_connect sits merge (x + conv(conv(x)) is one class however it
+        is wired). Ops are not assumed linear (avg_pool of a sum stays one term).
+
+        The 15,625 cells fall into 4,930 classes. This merges everything NAS-Bench-201's
+        own `to_unique_str(consider_zero=True)` merges (6,466 classes) and more: that
+        string keeps a node whose inputs are all zero as non-zero downstream and does not
+        flatten nested sums. The representative is the class member that is smallest by
+        op indices in `OPS` (so dead edges are 'none' in it). Strictly, a conv on a zero
+        input still emits its BN's learned shift; as the benchmark does, we count it zero.
         """
-        a = list(self.validate(arch))
-        live = {(dst, src) for (dst, src), op in zip(EDGES, a, strict=True) if op != "none"}
-        from_input = {0}
-        for dst in (1, 2, 3):
-            if any((dst, src) in live for src in from_input):
-                from_input.add(dst)
-        to_output = {3}
-        for src in (2, 1, 0):
-            if any((dst, src) in live for dst in to_output):
-                to_output.add(src)
-        for k, (dst, src) in enumerate(EDGES):
-            if src not in from_input or dst not in to_output:
-                a[k] = "none"
-        e10, e20, e21, e30, e31, e32 = a
-        candidates = [tuple(a)]
-        if e21 == "none":
-            candidates.append((e20, e10, "none", e30, e32, e31))
-        return min(candidates, key=lambda c: [OPS.index(op) for op in c])  # type: ignore[return-value]
+        return _canonical_table()[self.validate(arch)]
 
     # -- the network -------------------------------------------------------------------------
     def build(
