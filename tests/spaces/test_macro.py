@@ -294,3 +294,11 @@ def test_bad_yaml_and_bad_params(tmp_path: Path) -> None:
         space.from_params({**params, "s0.b0.norm": "bn"})
     with pytest.raises(ValueError, match=r"s2.depth=3 is not one of \[1, 2\]"):
         space.from_params({**params, "s2.depth": 3})
+
+
+def test_min_image_size_keeps_instance_norm_trainable() -> None:
+    assert space.min_image_size == 5  # strides 1, 2, 2: 8x8 digits end at 2x2
+    model = space.build(_uniform("instancenorm", "conv_norm_act")).train()
+    assert model(torch.randn(2, 3, 5, 5)).shape == (2, 10)
+    with pytest.raises(ValueError, match="spatial element"):
+        model(torch.randn(2, 3, 4, 4))  # 4 -> 4 -> 2 -> 1: a 1x1 map before a norm

@@ -3,6 +3,7 @@ residual and depth are all choices."""
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -294,6 +295,12 @@ class MacroSpace:
         return int(slot[1:]) < params[f"{stage}.depth"]
 
     # -- the network -------------------------------------------------------------------------
+    @property
+    def min_image_size(self) -> int:
+        """Smallest input side keeping every feature map at least 2x2 (instance norm cannot
+        train on 1x1 maps): a k x k conv with padding k//2 and stride s gives ceil(H / s)."""
+        return math.prod(s.stride for s in self.stages) + 1
+
     def build(self, arch: MacroArch, num_classes: int = 10, in_channels: int = 3) -> nn.Module:
         self.validate(arch)
         strides = [s.stride for s in self.stages]
