@@ -103,7 +103,12 @@ def main() -> None:
     plain, ours = statistics.median(rates["plain"]), statistics.median(rates["fit"])
     print(f"plain loop: {plain:.0f} images/s (median of {args.repeats})")
     print(f"fit:        {ours:.0f} images/s (median of {args.repeats})")
+    pairs = sorted(f / p for f, p in zip(rates["fit"], rates["plain"], strict=True))
     print(f"ratio fit / plain: {ours / plain:.3f}  (target >= 0.97)")
+    print(
+        f"per-repeat ratios: median {statistics.median(pairs):.3f}, "
+        f"range {pairs[0]:.3f}..{pairs[-1]:.3f} (a wide range means a loaded machine)"
+    )
 
 
 if __name__ == "__main__":

@@ -124,3 +124,12 @@ def test_unknown_name_and_bad_fraction() -> None:
         assert name in str(e.value)
     with pytest.raises(ValueError, match="valid_fraction"):
         load("digits", valid_fraction=1.5)
+
+
+def test_replace_does_not_share_the_device_cache() -> None:
+    import dataclasses
+
+    s = _split(6)
+    s._device_cache["meta"] = (s.x, s.y)
+    t = dataclasses.replace(s, x=s.x[:3], y=s.y[:3])
+    assert t._device_cache == {} and len(t) == 3

@@ -65,7 +65,10 @@ def find_or_fetch(root: Path, download_ok: bool = True, md5: str | None = None) 
     check_md5(archive, md5)
     try:
         with tarfile.open(archive, "r:gz") as tar:
-            tar.extractall(root, filter="data")
+            if hasattr(tarfile, "data_filter"):  # refuses absolute paths, links out of root
+                tar.extractall(root, filter="data")
+            else:  # Python < 3.10.12 has no extraction filters
+                tar.extractall(root)
     except (tarfile.TarError, OSError, EOFError) as e:
         raise ValueError(f"{archive}: cannot extract ({e})") from e
     if not folder.is_dir():

@@ -22,8 +22,10 @@ class Split:
     y: torch.Tensor
     augment: bool = False
     padding: int = 4
+    # copies on accelerators, made on first use; not an init field, so
+    # dataclasses.replace(split, x=...) starts a fresh cache
     _device_cache: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(
-        default_factory=dict, repr=False
+        default_factory=dict, init=False, repr=False, compare=False
     )
 
     def __post_init__(self) -> None:

@@ -113,10 +113,15 @@ def fit(
     train_split: Split | None = None,
     valid_split: Split | None = None,
 ) -> TrainResult:
-    """Train `model` in place on `train_split` (default data.train), validating on
-    `valid_split` (default data.valid) after every epoch; `callback(record)` returning
-    True stops the run (status "stopped"). The model must be built (and seeded) by the
-    caller; `config.seed` seeds torch/numpy/random and the batch order/augmentation."""
+    """Train `model` in place and validate after every epoch.
+
+    With neither split given it trains on data.train and validates on data.valid. Once
+    `train_split` is given (e.g. data.train_plus_valid() for the final retrain), it
+    validates only on a `valid_split` passed explicitly: None means no validation.
+    `callback(record)` returning True stops the run (status "stopped"). The model must
+    be built (and seeded) by the caller; `config.seed` seeds torch/numpy/random (global
+    state) and the batch order and augmentation.
+    """
     config = config or TrainConfig()
     train = data.train if train_split is None else train_split
     valid = data.valid if valid_split is None and train_split is None else valid_split
