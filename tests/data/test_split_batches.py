@@ -133,3 +133,15 @@ def test_replace_does_not_share_the_device_cache() -> None:
     s._device_cache["meta"] = (s.x, s.y)
     t = dataclasses.replace(s, x=s.x[:3], y=s.y[:3])
     assert t._device_cache == {} and len(t) == 3
+
+
+def test_flip_only_and_crop_only() -> None:
+    torch.manual_seed(1)
+    x = torch.randn(32, 2, 5, 5)
+    g = torch.Generator().manual_seed(0)
+    flipped = random_crop_flip(x, padding=0, generator=g)
+    same = [torch.equal(a, b) for a, b in zip(flipped, x, strict=True)]
+    mirrored = [torch.equal(a, b.flip(2)) for a, b in zip(flipped, x, strict=True)]
+    assert all(s or m for s, m in zip(same, mirrored, strict=True))
+    assert any(same) and any(mirrored)
+    assert torch.equal(random_crop_flip(x, padding=0, generator=g, flip=False), x)
