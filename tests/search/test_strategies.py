@@ -46,7 +46,7 @@ def test_guided_strategies_move_to_better_regions_and_beat_random(runs, strategy
 @pytest.mark.parametrize("strategy", ["evolution", "local"])
 def test_history_samplers_are_seeded_and_restart_safe(strategy):
     def archs(study: optuna.Study) -> list[str]:
-        return [t.user_attrs["arch"] for t in study.trials]
+        return [SPACE.to_str(SPACE.from_params(t.params)) for t in study.trials]
 
     ev = TableEvaluator(SPACE)
     full = optuna.create_study(direction="maximize", sampler=make_sampler(strategy, SPACE, 3))

@@ -1,10 +1,13 @@
 """How a trial is recorded in the study (user attributes) and read back.
 
-Per evaluated trial the runner writes three user attributes: `arch` (the space's string),
-`status` (a TrialResult status, or `interrupted`) and `result` (a dict: canonical `key`,
-metrics, `cost_s`, `curve`, `error`, `extra`), plus `worker` ("host:pid") before evaluating.
-A repeat of an architecture already evaluated gets `duplicate_of` (the trial number it
-reuses) instead of `result`. Few writes per trial keep SQLite studies fast.
+Per evaluated trial the runner writes ONE user attribute, `result`: a dict with `arch` (the
+space's string), `key` (string of the canonical arch), `status` (a TrialResult status, or
+`interrupted`), the metrics (`accuracy`, `params`, `flops`, `latency_ms`), `cost_s`, and when
+present `curve`, `error`, `extra`. A repeat of an architecture already evaluated gets only
+`duplicate_of` (the trial number whose result it reuses). On shared multi-machine storages a
+`worker` attribute ("host:pid") is written before evaluating, so a restart can tell a dead
+worker's RUNNING trial from a live one. One write per trial keeps SQLite studies fast: each
+write is a transaction.
 """
 
 from __future__ import annotations
@@ -19,8 +22,6 @@ from optuna.trial import FrozenTrial, TrialState
 
 from normnas.search.result import TrialResult
 
-ATTR_ARCH = "arch"
-ATTR_STATUS = "status"
 ATTR_RESULT = "result"
 ATTR_DUPLICATE = "duplicate_of"
 ATTR_WORKER = "worker"
@@ -60,9 +61,14 @@ def objective_value(result: TrialResult | dict[str, Any], objective: str) -> flo
     return None if value is None else float(value)
 
 
-def result_attr(key: str, result: TrialResult) -> dict[str, Any]:
+def result_attr(arch: str, key: str, status: str, result: TrialResult) -> dict[str, Any]:
     """The compact `result` user attribute of an evaluated trial."""
-    out: dict[str, Any] = {"key": key, "cost_s": float(result.cost_s)}
+    out: dict[str, Any] = {
+        "arch": arch,
+        "key": key,
+        "status": status,
+        "cost_s": float(result.cost_s),
+    }
     for name in ("accuracy", "params", "flops", "latency_ms", "error"):
         value = getattr(result, name)
         if value is not None:
@@ -97,23 +103,32 @@ class TrialRecord:
         return self.duplicate_of is None and self.status in COUNTED
 
     @classmethod
-    def of(cls, trial: FrozenTrial) -> TrialRecord:
+    def of(cls, trial: FrozenTrial, original: TrialRecord | None = None) -> TrialRecord:
+        """A record of `trial`; a duplicate takes arch, status and result from `original`."""
         attrs = trial.user_attrs
+        result = attrs.get(ATTR_RESULT) or {}
+        dup = attrs.get(ATTR_DUPLICATE)
+        if dup is not None and original is not None:
+            result = original.result
         return cls(
             number=trial.number,
             state=trial.state,
             values=tuple(trial.values) if trial.values is not None else None,
-            arch=attrs.get(ATTR_ARCH),
-            status=attrs.get(ATTR_STATUS),
-            result=attrs.get(ATTR_RESULT) or {},
-            duplicate_of=attrs.get(ATTR_DUPLICATE),
+            arch=result.get("arch"),
+            status=result.get("status"),
+            result=result,
+            duplicate_of=dup,
             params=dict(trial.params),
         )
 
 
 def records(study: optuna.Study) -> list[TrialRecord]:
-    trials = study.get_trials(deepcopy=False)
-    return [TrialRecord.of(t) for t in sorted(trials, key=lambda t: t.number)]
+    """Every trial of the study as a TrialRecord, in trial-number order."""
+    out: dict[int, TrialRecord] = {}
+    for t in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number):
+        dup = t.user_attrs.get(ATTR_DUPLICATE)
+        out[t.number] = TrialRecord.of(t, out.get(dup) if dup is not None else None)
+    return list(out.values())
 
 
 def _dominates(a: Sequence[float], b: Sequence[float]) -> bool:

@@ -138,12 +138,12 @@ class _Ledger:
         result = attrs.get(rec.ATTR_RESULT)
         if result is None or attrs.get(rec.ATTR_DUPLICATE) is not None:
             return
-        status = attrs.get(rec.ATTR_STATUS, "ok")
+        status = result.get("status", "ok")
         if status in rec.COUNTED:
             self.n_counted += 1
             self.spent += float(result.get("cost_s", 0.0))
         key = result.get("key")
-        if key is not None and key not in self.entries:
+        if key is not None and key not in self.entries and status != "interrupted":
             values = tuple(t.values) if t.values is not None else None
             self.entries[key] = _Entry(t.number, t.state, values, status)
 
@@ -152,6 +152,13 @@ class _Ledger:
         for t in trials:
             self.absorb(t)
         return trials
+
+
+def is_multi_host_storage(study: optuna.Study) -> bool:
+    """True for RDB storages other than SQLite (trials of other hosts may be running)."""
+    storage = getattr(study._storage, "_backend", study._storage)
+    url = getattr(storage, "url", None)
+    return isinstance(url, str) and not url.startswith("sqlite")
 
 
 def _report_fn(trial: optuna.Trial) -> ReportFn:
@@ -194,6 +201,7 @@ def run_search(
     progress: bool = False,
     *,
     count_existing: bool = True,
+    record_worker: bool | None = None,
     callback: Callable[[TrialEvent], None] | None = None,
     wait_poll_s: float = 0.2,
 ) -> SearchSummary:
@@ -204,8 +212,12 @@ def run_search(
     NopPruner and one objective). `count_existing=False` makes the budget count only this
     run's trials (used by parallel workers that each take a share). `callback` receives a
     `TrialEvent` after each trial; `progress=True` shows a rich progress bar.
+    `record_worker` writes a `worker` attribute before each evaluation (default: only on
+    multi-machine RDB storages such as PostgreSQL/MySQL, where restarts need it).
     """
     objs = _check_study(study, objectives)
+    if record_worker is None:
+        record_worker = is_multi_host_storage(study)
     t0 = time.perf_counter()
     ledger = _Ledger()
     expected_next = len(ledger.scan(study))
@@ -250,13 +262,14 @@ def run_search(
                 if entry is None and dedup and shared:
                     entry = _twin(study, space, ledger, key, trial, wait_poll_s)
                 if entry is not None:
-                    _tell_duplicate(study, trial, space.to_str(arch), entry)
+                    _tell_duplicate(study, trial, entry)
                     counts["duplicates"] += 1
                     streak += 1
                     status, dup, values = entry.status, entry.number, entry.values
                 else:
                     streak = 0
-                    trial.set_user_attr(rec.ATTR_WORKER, WORKER_ID)
+                    if record_worker:
+                        trial.set_user_attr(rec.ATTR_WORKER, WORKER_ID)
                     result = None
                     if check is not None:
                         metrics = cost_metrics(arch, check.metric_names())  # type: ignore[misc]
@@ -338,9 +351,7 @@ def _stop_reason(
     return ""
 
 
-def _tell_duplicate(study: optuna.Study, trial: optuna.Trial, arch: str, entry: _Entry) -> None:
-    trial.set_user_attr(rec.ATTR_ARCH, arch)
-    trial.set_user_attr(rec.ATTR_STATUS, entry.status)
+def _tell_duplicate(study: optuna.Study, trial: optuna.Trial, entry: _Entry) -> None:
     trial.set_user_attr(rec.ATTR_DUPLICATE, entry.number)
     if entry.state == TrialState.COMPLETE:
         study.tell(trial, entry.values)
@@ -374,11 +385,9 @@ def _record(
         twin = ledger.entries.get(key)
         if twin is not None:
             ledger.spent += float(result.cost_s) if status in rec.COUNTED else 0.0
-            _tell_duplicate(study, trial, arch, twin)
+            _tell_duplicate(study, trial, twin)
             return twin.status, twin.number, twin.values
-    trial.set_user_attr(rec.ATTR_ARCH, arch)
-    trial.set_user_attr(rec.ATTR_STATUS, status)
-    trial.set_user_attr(rec.ATTR_RESULT, rec.result_attr(key, result))
+    trial.set_user_attr(rec.ATTR_RESULT, rec.result_attr(arch, key, status, result))
     if status == "ok":
         state = TrialState.COMPLETE
         study.tell(trial, values)
@@ -435,7 +444,7 @@ def _interrupt(study: optuna.Study, trial: optuna.Trial) -> None:
     try:
         if study._storage.get_trial(trial._trial_id).state.is_finished():
             return
-        trial.set_user_attr(rec.ATTR_STATUS, "interrupted")
+        trial.set_user_attr(rec.ATTR_RESULT, {"status": "interrupted"})
         study.tell(trial, state=TrialState.FAIL)
         params = trial.params
         if params:
