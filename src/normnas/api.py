@@ -1,0 +1,69 @@
+"""`normnas.search(...)`: the whole search from Python, as `normnas search` does it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from normnas.config import parse_config, parse_duration
+from normnas.search.session import SearchOutcome
+from normnas.search.session import run as _run
+
+
+def search(
+    space: Any = "macro",
+    data: Any = "digits",
+    strategy: str = "evolution",
+    objectives: Sequence[str] = ("accuracy",),
+    trials: int | None = None,
+    time: float | str | None = None,
+    epochs: int | None = None,
+    storage: str | None = None,
+    study: str | None = None,
+    seed: int = 0,
+    pruner: str = "none",
+    workers: int = 1,
+    max_params: float | None = None,
+    max_flops: float | None = None,
+    max_latency_ms: float | None = None,
+    device: str = "cpu",
+    final: bool = True,
+    progress: bool = False,
+    train: dict[str, Any] | None = None,
+    strategy_options: dict[str, Any] | None = None,
+    space_options: dict[str, Any] | None = None,
+) -> SearchOutcome:
+    """Search `space` (a name or a SearchSpace) on `data` (a name or a DataBundle).
+
+    Same semantics as the command line; `storage=None` is `sqlite:///normnas.db` in the
+    working directory (use "sqlite:///:memory:"-like URLs or a path of your own to keep it
+    elsewhere). Returns the study, the best trial (or Pareto front), the test accuracy of
+    the retrained best model and the path of its checkpoint.
+    """
+    space_obj = None if isinstance(space, str) else space
+    data_obj = None if isinstance(data, str) else data
+    cfg: dict[str, Any] = {
+        "space": {"name": space, "options": space_options or {}}
+        if isinstance(space, str)
+        else {"name": "macro" if space.name.startswith("macro") else "nb201"},
+        "data": data if isinstance(data, str) else getattr(data, "name", "data"),
+        "strategy": strategy,
+        "strategy_options": strategy_options or {},
+        "objectives": list(objectives),
+        "trials": trials,
+        "time": None if time is None else parse_duration(time),
+        "storage": storage,
+        "study": study or (None if isinstance(space, str) else f"normnas-{space.name}"),
+        "seed": seed,
+        "pruner": pruner,
+        "workers": workers,
+        "constraints": {
+            "max_params": max_params,
+            "max_flops": max_flops,
+            "max_latency_ms": max_latency_ms,
+        },
+        "device": device,
+        "final": final,
+        "train": {**(train or {}), **({"epochs": epochs} if epochs is not None else {})},
+    }
+    return _run(parse_config(cfg), space_obj, data_obj, progress=progress)

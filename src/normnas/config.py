@@ -1,0 +1,288 @@
+"""The configuration of a search run: pydantic models, YAML loading, one-line errors.
+
+A run is described by `RunConfig` (YAML file and/or CLI flags; flags override the file).
+Every model forbids unknown keys. `load_config` / `parse_config` raise `ConfigError`
+whose message is ONE line naming the field and the allowed values.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from normnas.search.records import OBJECTIVES
+from normnas.search.spaces import SPACE_NAMES
+
+Objective = Literal["accuracy", "params", "flops", "latency"]
+PRUNER_NAMES = ("none", "sha", "hyperband")
+DEFAULT_TRIALS = 20  # when neither trials nor time is given
+
+
+class ConfigError(ValueError):
+    """A bad configuration; `str(error)` is one line for the user."""
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds from 90, 90.5, "90", "90s", "10m", "1h" (or "1h30m")."""
+    if isinstance(value, bool):
+        raise ValueError("a duration is a number of seconds or like 90s, 10m, 1h")
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    else:
+        text = str(value).strip().lower()
+        parts = re.fullmatch(
+            r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s?)?", text
+        )
+        if not text or parts is None or not any(parts.groups()):
+            raise ValueError(f"{value!r} is not a duration like 90, 90s, 10m, 1h")
+        h, m, s = (float(g) if g else 0.0 for g in parts.groups())
+        seconds = 3600 * h + 60 * m + s
+    if seconds <= 0:
+        raise ValueError(f"a duration must be > 0 seconds, got {value!r}")
+    return seconds
+
+
+def _norm_names() -> tuple[str, ...]:
+    from normnas.nn.norm import ALIASES, NORM_NAMES
+
+    return (*NORM_NAMES, *ALIASES)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class SpaceConfig(_Model):
+    """Which space: `macro` or `nb201`; options go to the space (e.g. MacroSpace stages)."""
+
+    name: Literal["macro", "nb201"] = "macro"
+    norms: list[str] | None = None  # shortcut for options.norms (macro)
+    options: dict[str, Any] = Field(default_factory=dict)
+    recipe: dict[str, Any] | None = None  # search the training recipe too (RecipeSpace options)
+
+    @field_validator("norms")
+    @classmethod
+    def _known_norms(cls, norms: list[str] | None) -> list[str] | None:
+        if norms is not None:
+            valid = _norm_names()
+            for n in norms:
+                if n.lower() not in valid:
+                    raise ValueError(f"unknown norm {n!r}; valid: {', '.join(valid)}")
+            if not norms:
+                raise ValueError("norms must list at least one norm")
+        return norms
+
+    def space_options(self) -> dict[str, Any]:
+        options = dict(self.options)
+        if self.norms is not None:
+            options["norms"] = list(self.norms)
+        return options
+
+
+class TrainOptions(_Model):
+    """How each candidate is trained (normnas.train.TrainConfig fields)."""
+
+    epochs: int = Field(3, ge=1)
+    batch_size: int = Field(128, ge=1)
+    optimizer: Literal["sgd", "adamw"] = "sgd"
+    lr: float = Field(0.05, gt=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    weight_decay: float = Field(5e-4, ge=0)
+    wd_on_norm_and_bias: bool = False
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    schedule: str = "cosine"
+    warmup_epochs: float = Field(0, ge=0)
+    grad_clip: float | None = Field(None, gt=0)
+    max_time_s: float | None = Field(None, gt=0)
+    amp: bool = True
+    bn_momentum: float | None = Field(None, gt=0, le=1)
+
+    @field_validator("schedule")
+    @classmethod
+    def _known_schedule(cls, name: str) -> str:
+        from normnas.train import SCHEDULE_NAMES
+
+        if name.lower() not in SCHEDULE_NAMES:
+            raise ValueError(f"unknown schedule {name!r}; valid: {', '.join(SCHEDULE_NAMES)}")
+        return name.lower()
+
+
+class ConstraintsConfig(_Model):
+    max_params: float | None = Field(None, gt=0)
+    max_flops: float | None = Field(None, gt=0)
+    max_latency_ms: float | None = Field(None, gt=0)
+
+
+class RunConfig(_Model):
+    """One search run. Budget: `trials` and/or `time` (first reached stops the search)."""
+
+    data: str = "digits"
+    data_root: str | None = None
+    valid_fraction: float = Field(0.1, gt=0, lt=1)
+    space: SpaceConfig = Field(default_factory=SpaceConfig)
+    strategy: str = "evolution"
+    strategy_options: dict[str, Any] = Field(default_factory=dict)
+    objectives: list[Objective] = Field(default_factory=lambda: ["accuracy"], min_length=1)
+    constraints: ConstraintsConfig = Field(default_factory=ConstraintsConfig)
+    trials: int | None = Field(None, ge=1)
+    time: float | None = None  # seconds; YAML/CLI accept 90, 90s, 10m, 1h
+    pruner: Literal["none", "sha", "hyperband"] = "none"
+    pruner_options: dict[str, Any] = Field(default_factory=dict)
+    workers: int = Field(1, ge=1)
+    study: str | None = None
+    storage: str | None = None
+    seed: int = 0
+    device: Literal["cpu", "cuda"] = "cpu"
+    dedup: bool = True
+    final: bool = True  # retrain the best on train+valid and score it on test
+    train: TrainOptions = Field(default_factory=TrainOptions)
+
+    @field_validator("space", mode="before")
+    @classmethod
+    def _space_by_name(cls, value: Any) -> Any:
+        return {"name": value} if isinstance(value, str) else value
+
+    @field_validator("objectives", mode="before")
+    @classmethod
+    def _one_objective(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("time", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> float | None:
+        return None if value is None else parse_duration(value)
+
+    @field_validator("strategy")
+    @classmethod
+    def _known_strategy(cls, name: str) -> str:
+        from normnas.search.strategies import STRATEGIES
+
+        if name not in STRATEGIES:
+            raise ValueError(f"unknown strategy {name!r}; valid: {', '.join(sorted(STRATEGIES))}")
+        return name
+
+    @field_validator("objectives")
+    @classmethod
+    def _distinct(cls, objs: list[str]) -> list[str]:
+        if len(set(objs)) != len(objs):
+            raise ValueError(f"objectives repeat a name: {', '.join(objs)}")
+        return objs
+
+    @model_validator(mode="after")
+    def _coherent(self) -> RunConfig:
+        if self.trials is None and self.time is None:
+            object.__setattr__(self, "trials", DEFAULT_TRIALS)
+        if self.pruner != "none" and len(self.objectives) > 1:
+            raise ValueError("pruner: pruning needs a single objective")
+        return self
+
+    @property
+    def study_name(self) -> str:
+        recipe = "+recipe" if self.space.recipe is not None else ""
+        return self.study or f"normnas-{self.space.name}{recipe}-{Path(self.data).stem}"
+
+
+# -- loading and error messages -------------------------------------------------------------
+def _loc(loc: tuple[Any, ...]) -> str:
+    return ".".join(str(p) for p in loc) or "config"
+
+
+def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    current: Any = model
+    for part in loc[:-1]:
+        field = getattr(current, "model_fields", {}).get(part)
+        if field is None:
+            return []
+        ann = field.annotation
+        current = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
+        if current is None:
+            return []
+    return list(getattr(current, "model_fields", {}))
+
+
+def format_error(exc: ValidationError, model: type[BaseModel] = RunConfig) -> str:
+    """One line for the first error: the field, what is wrong, the allowed values."""
+    err = exc.errors()[0]
+    loc = tuple(err["loc"])
+    if err["type"] == "extra_forbidden":
+        allowed = _allowed_keys(model, loc)
+        return f"{_loc(loc)}: unknown key; allowed keys: {', '.join(allowed)}"
+    msg = str(err["msg"]).removeprefix("Value error, ")
+    if err["type"] == "literal_error":
+        msg = msg.replace("Input should be", "must be one of")
+    value = err.get("input")
+    hidden = isinstance(value, (dict, list)) or value is None or repr(value) in msg
+    shown = "" if hidden else f" (got {value!r})"
+    return f"{_loc(loc)}: {msg}{shown}".replace("\n", " ")
+
+
+def parse_config(data: Mapping[str, Any]) -> RunConfig:
+    try:
+        return RunConfig.model_validate(dict(data))
+    except ValidationError as exc:
+        raise ConfigError(format_error(exc)) from None
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"config {str(p)!r}: cannot read ({exc.strerror})") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"config {str(p)!r}:{where} not valid YAML") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config {str(p)!r}: the top level must be a mapping of keys")
+    return data
+
+
+def merge(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """`base` with `overrides` laid over it; dotted keys ("train.epochs") reach nested ones."""
+    out: dict[str, Any] = {k: (dict(v) if isinstance(v, Mapping) else v) for k, v in base.items()}
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        *parents, leaf = key.split(".")
+        node = out
+        for p in parents:
+            child = node.get(p)
+            if isinstance(child, str) and p == "space":
+                child = {"name": child}
+            if not isinstance(child, dict):
+                child = {}
+            node[p] = child
+            node = child
+        node[leaf] = value
+    return out
+
+
+def load_config(
+    path: str | Path | None = None, overrides: Mapping[str, Any] | None = None
+) -> RunConfig:
+    """The run config of a YAML file (optional) with CLI overrides (dotted keys) on top."""
+    base = read_yaml(path) if path is not None else {}
+    return parse_config(merge(base, overrides or {}))
+
+
+__all__ = [
+    "OBJECTIVES",
+    "PRUNER_NAMES",
+    "SPACE_NAMES",
+    "ConfigError",
+    "ConstraintsConfig",
+    "RunConfig",
+    "SpaceConfig",
+    "TrainOptions",
+    "load_config",
+    "parse_config",
+    "parse_duration",
+]
