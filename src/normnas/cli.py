@@ -30,6 +30,11 @@ def _root(
     """normnas: search architectures, normalization and training recipes together."""
 
 
+from normnas.search.cli import register as _register_search  # noqa: E402  (light: typer only)
+
+_register_search(app)  # search, status, best, export, demo
+
+
 def main() -> None:
     app()
 

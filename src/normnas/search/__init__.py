@@ -1,20 +1,34 @@
-"""The search: one runner (ask → evaluate → tell under a budget), strategies by name."""
+"""The search: one runner (ask → evaluate → tell under a budget), strategies by name.
 
-from normnas.search.result import Evaluator, ReportFn, TrialResult
-from normnas.search.runner import Budget, Constraints, SearchSummary, TrialEvent, run_search
-from normnas.search.strategies import PRUNERS, STRATEGIES, make_pruner, make_sampler
+Names load lazily so `normnas --help` does not import Optuna.
+"""
 
-__all__ = [
-    "PRUNERS",
-    "STRATEGIES",
-    "Budget",
-    "Constraints",
-    "Evaluator",
-    "ReportFn",
-    "SearchSummary",
-    "TrialEvent",
-    "TrialResult",
-    "make_pruner",
-    "make_sampler",
-    "run_search",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "Evaluator": "normnas.search.result",
+    "ReportFn": "normnas.search.result",
+    "TrialResult": "normnas.search.result",
+    "Budget": "normnas.search.runner",
+    "Constraints": "normnas.search.runner",
+    "SearchSummary": "normnas.search.runner",
+    "TrialEvent": "normnas.search.runner",
+    "run_search": "normnas.search.runner",
+    "PRUNERS": "normnas.search.strategies",
+    "STRATEGIES": "normnas.search.strategies",
+    "make_pruner": "normnas.search.strategies",
+    "make_sampler": "normnas.search.strategies",
+    "TrainEvaluator": "normnas.search.evaluators",
+    "SearchOutcome": "normnas.search.session",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'normnas.search' has no attribute {name!r}")

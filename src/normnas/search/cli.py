@@ -1,0 +1,215 @@
+"""`normnas search | status | best | export | demo`. Heavy imports happen inside commands."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, NoReturn
+
+import typer
+
+DEMO_SPACE = {
+    "stages": [
+        {"widths": [16, 24], "min_blocks": 1, "max_blocks": 2, "stride": 1},
+        {"widths": [24, 32, 48], "min_blocks": 1, "max_blocks": 2, "stride": 2},
+        {"widths": [48, 64], "min_blocks": 1, "max_blocks": 1, "stride": 2},
+    ]
+}
+
+
+def _fail(message: str, code: int = 2) -> NoReturn:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _one_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def search(
+    config: Path | None = typer.Option(None, "--config", "-c", help="YAML run config."),
+    data: str | None = typer.Option(None, help="Data set: digits, cifar10, mnist, a path."),
+    space: str | None = typer.Option(None, help="Search space: macro or nb201."),
+    strategy: str | None = typer.Option(None, help="random, grid, evolution, local, tpe, nsga2."),
+    objective: list[str] | None = typer.Option(
+        None, "--objective", help="accuracy, params, flops, latency; repeat for several."
+    ),
+    max_params: float | None = typer.Option(None, help="Constraint: parameters."),
+    max_flops: float | None = typer.Option(None, help="Constraint: multiply-adds."),
+    max_latency_ms: float | None = typer.Option(None, help="Constraint: batch-1 latency."),
+    trials: int | None = typer.Option(None, help="Budget: evaluated trials."),
+    time: str | None = typer.Option(None, "--time", help="Budget: wall time (90, 90s, 10m, 1h)."),
+    epochs: int | None = typer.Option(None, help="Training epochs per candidate."),
+    pruner: str | None = typer.Option(None, help="none, sha, hyperband."),
+    workers: int | None = typer.Option(None, help="Local worker processes."),
+    study: str | None = typer.Option(None, help="Study name (default normnas-<space>-<data>)."),
+    storage: str | None = typer.Option(
+        None, help="sqlite:///file.db, journal:PATH, or a PostgreSQL/MySQL URL."
+    ),
+    seed: int | None = typer.Option(None, help="Seed of sampler, data split and training."),
+    device: str | None = typer.Option(None, help="cpu or cuda."),
+    final: bool | None = typer.Option(
+        None, "--final/--no-final", help="Retrain the best on train+valid and test it."
+    ),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar."),
+) -> None:
+    """Search architectures (and their normalization) on a data set."""
+    overrides: dict[str, Any] = {
+        "data": data,
+        "space.name": space,
+        "strategy": strategy,
+        "objectives": list(objective) if objective else None,
+        "constraints.max_params": max_params,
+        "constraints.max_flops": max_flops,
+        "constraints.max_latency_ms": max_latency_ms,
+        "trials": trials,
+        "time": time,
+        "train.epochs": epochs,
+        "pruner": pruner,
+        "workers": workers,
+        "study": study,
+        "storage": storage,
+        "seed": seed,
+        "device": device,
+        "final": final,
+    }
+    run_and_report(config, overrides, progress)
+
+
+def run_and_report(config: Path | None, overrides: dict[str, Any], progress: bool) -> None:
+    from normnas.config import ConfigError, load_config
+
+    try:
+        cfg = load_config(config, overrides)
+    except ConfigError as exc:
+        _fail(str(exc))
+    from normnas.search.session import run
+
+    try:
+        outcome = run(cfg, progress=progress and sys.stderr.isatty())
+    except (ValueError, FileNotFoundError, KeyError) as exc:
+        _fail(_one_line(exc))
+    from normnas.search.report import print_outcome
+
+    print_outcome(outcome, cfg)
+
+
+def demo(
+    time: str = typer.Option("150s", "--time", help="Search budget."),
+    storage: str | None = typer.Option(None, help="Storage URL (default sqlite in cwd)."),
+) -> None:
+    """The main job: evolution over the macro space on digits, with the leaderboard."""
+    import datetime
+
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    overrides = {
+        "data": "digits",
+        "space": {"name": "macro", "options": DEMO_SPACE},
+        "strategy": "evolution",
+        "strategy_options": {"population_size": 8, "sample_size": 3},
+        "time": time,
+        "train": {"epochs": 6, "batch_size": 64, "lr": 0.05},
+        "study": f"demo-{stamp}",
+        "storage": storage,
+    }
+    typer.echo(
+        "normnas demo: evolution over conv blocks (norm, placement, width, kernel, activation,"
+        f" residual) on digits for {time}; the best is then retrained and tested."
+    )
+    run_and_report(None, overrides, progress=True)
+
+
+def _open(study: str, storage: str | None) -> Any:
+    import optuna
+
+    from normnas.search.study import default_storage, load_study, open_storage
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    url = storage or default_storage()
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
+        _fail(f"no storage file {url.removeprefix('sqlite:///')!r}; pass --storage")
+    try:
+        return load_study(study, open_storage(url)), url
+    except ValueError as exc:
+        _fail(_one_line(exc))
+
+
+def status(
+    study: str = typer.Option(..., help="Study name."),
+    storage: str | None = typer.Option(None, help="Storage URL (default sqlite:///normnas.db)."),
+) -> None:
+    """Trials of a study by state and status, and the best so far."""
+    from normnas.search.report import print_status
+
+    s, url = _open(study, storage)
+    print_status(s, url)
+
+
+def best(
+    study: str = typer.Option(..., help="Study name."),
+    storage: str | None = typer.Option(None, help="Storage URL (default sqlite:///normnas.db)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """The best trial (or the Pareto front) of a study."""
+    from normnas.search import records as rec
+    from normnas.search.report import print_best
+
+    s, _ = _open(study, storage)
+    front = rec.best_records(s)
+    if not front:
+        _fail(f"study {study!r} has no completed trial yet", code=1)
+    if as_json:
+        out = [
+            {
+                "number": r.number,
+                "arch": r.arch,
+                "values": dict(
+                    zip(s.metric_names or _objective_names(s), r.values or (), strict=False)
+                ),
+                "params": r.params,
+                "result": r.result,
+            }
+            for r in front
+        ]
+        typer.echo(json.dumps(out[0] if len(out) == 1 else out, indent=2, default=str))
+    else:
+        print_best(s, front)
+
+
+def _objective_names(study: Any) -> list[str]:
+    from normnas.search.study import study_meta
+
+    return list(study_meta(study).get("config", {}).get("objectives", [])) or [
+        f"value{i}" for i in range(len(study.directions))
+    ]
+
+
+def export(
+    study: str = typer.Option(..., help="Study name."),
+    out: Path = typer.Option(..., "--out", help="Output file."),
+    storage: str | None = typer.Option(None, help="Storage URL (default sqlite:///normnas.db)."),
+    fold_bn: bool = typer.Option(False, "--fold-bn", help="Fold BatchNorm into convs."),
+    fmt: str = typer.Option("state_dict", "--format", help="state_dict or torchscript."),
+) -> None:
+    """Write the study's best model: weights + arch + normalization, or TorchScript."""
+    if fmt not in ("state_dict", "torchscript"):
+        _fail(f"--format: unknown format {fmt!r}; valid: state_dict, torchscript")
+    from normnas.search import final
+    from normnas.search.report import ensure_final_model
+
+    s, url = _open(study, storage)
+    try:
+        checkpoint = ensure_final_model(s, url)
+        path = final.export(checkpoint, out, fold_bn=fold_bn, fmt=fmt)
+    except (ValueError, RuntimeError) as exc:
+        _fail(_one_line(exc))
+    typer.echo(f"wrote {path} ({fmt}{', BN folded' if fold_bn else ''})")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("search")(search)
+    app.command("status")(status)
+    app.command("best")(best)
+    app.command("export")(export)
+    app.command("demo")(demo)
