@@ -9,6 +9,7 @@ The checkpoint is a plain dict loadable with `torch.load(..., weights_only=True)
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -108,9 +109,10 @@ def export(
     elif fmt == "torchscript":
         h, w = ckpt["image_size"]
         example = torch.randn(1, ckpt["in_channels"], h, w)
-        with torch.no_grad():
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # tracer notes on shape checks; shapes are fixed
             scripted = torch.jit.trace(model, example)
-        scripted.save(str(out))
+            scripted.save(str(out))
     else:
         raise ValueError(f"unknown export format {fmt!r}; valid: state_dict, torchscript")
     return out

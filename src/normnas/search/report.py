@@ -8,6 +8,7 @@ from typing import Any
 
 import optuna
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from normnas.search import records as rec
@@ -62,7 +63,7 @@ def leaderboard(study: optuna.Study, space: Any, top: int = 5) -> Table:
         m = r.result
         table.add_row(
             str(r.number) + (" *" if r in front else ""),
-            r.arch or "?",
+            escape(r.arch or "?"),
             _fmt(m.get("accuracy"), "acc"),
             _fmt(m.get("params"), "int"),
             _fmt(m.get("flops"), "int"),
@@ -120,7 +121,7 @@ def print_status(study: optuna.Study, url: str) -> None:
     if front:
         names = study_meta(study).get("config", {}).get("objectives", [])
         vals = ", ".join(f"{n}={v:.4g}" for n, v in zip(names, front[0].values or (), strict=False))
-        console.print(f"best #{front[0].number}: {vals}  {front[0].arch}")
+        console.print(f"best #{front[0].number}: {vals}  {escape(front[0].arch or '?')}")
     path = study.user_attrs.get("model_path")
     if path:
         console.print(f"model {path}")
@@ -132,7 +133,7 @@ def print_best(study: optuna.Study, front: list[rec.TrialRecord]) -> None:
     for r in front:
         m = r.result
         console.print(
-            f"#{r.number} {r.arch}\n  accuracy {_fmt(m.get('accuracy'), 'acc')}, "
+            f"#{r.number} {escape(r.arch or '?')}\n  accuracy {_fmt(m.get('accuracy'), 'acc')}, "
             f"params {_fmt(m.get('params'), 'int')}, FLOPs {_fmt(m.get('flops'), 'int')}, "
             f"norms {norm_choices(space, r.params) if space is not None else '?'}"
         )
