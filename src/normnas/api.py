@@ -45,7 +45,7 @@ def search(
     cfg: dict[str, Any] = {
         "space": {"name": space, "options": space_options or {}}
         if isinstance(space, str)
-        else {"name": "macro" if space.name.startswith("macro") else "nb201"},
+        else _space_config(space),
         "data": data if isinstance(data, str) else getattr(data, "name", "data"),
         "strategy": strategy,
         "strategy_options": strategy_options or {},
@@ -67,3 +67,10 @@ def search(
         "train": {**(train or {}), **({"epochs": epochs} if epochs is not None else {})},
     }
     return _run(parse_config(cfg), space_obj, data_obj, progress=progress)
+
+
+def _space_config(space: Any) -> dict[str, Any]:
+    """The config entry recorded for a space given as an object (so export can rebuild it)."""
+    name = "macro" if space.name.startswith("macro") else "nb201"
+    to_dict = getattr(space, "to_dict", None)
+    return {"name": name, "options": to_dict() if callable(to_dict) else {}}

@@ -6,6 +6,8 @@ Names load lazily so `normnas --help` does not import Optuna.
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 from typing import Any
 
 _EXPORTS = {
@@ -32,3 +34,15 @@ def __getattr__(name: str) -> Any:
     if name in _EXPORTS:
         return getattr(importlib.import_module(_EXPORTS[name]), name)
     raise AttributeError(f"module 'normnas.search' has no attribute {name!r}")
+
+
+class _CallableModule(types.ModuleType):
+    """`normnas.search(...)` is the Python API (normnas.api.search) and this package at once."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        from normnas.api import search
+
+        return search(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
