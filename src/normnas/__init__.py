@@ -10,3 +10,11 @@ except _metadata.PackageNotFoundError:  # running from a source tree without ins
     __version__ = "0.0.0"
 
 __all__ = ["__version__"]
+
+
+def __getattr__(name: str) -> object:  # lazy: keeps `import normnas` light
+    if name == "search":  # the search package, callable as the API: normnas.search(...)
+        import importlib
+
+        return importlib.import_module("normnas.search")
+    raise AttributeError(f"module 'normnas' has no attribute {name!r}")
