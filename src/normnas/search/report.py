@@ -16,6 +16,23 @@ from normnas.search.spaces import network_part
 from normnas.search.study import study_meta
 
 SHORT = {"batchnorm": "bn", "groupnorm": "gn", "instancenorm": "in", "layernorm": "ln"}
+_COMPACT = {
+    **{f"-{k}-": f"-{v}-" for k, v in SHORT.items()},
+    "-conv_norm_act-": "-cna-",
+    "-conv_act_norm-": "-can-",
+    "-norm_act_conv-": "-nac-",
+    "-plain]": "]",
+    "-plain,": ",",
+    "-res]": "+res]",
+    "-res,": "+res,",
+}
+
+
+def compact(arch: str) -> str:
+    """A shorter arch string for tables: norm and placement names abbreviated."""
+    for long, short in _COMPACT.items():
+        arch = arch.replace(long, short)
+    return arch
 
 
 def norm_choices(space: Any, params: dict[str, Any]) -> str:
@@ -59,11 +76,14 @@ def leaderboard(study: optuna.Study, space: Any, top: int = 5) -> Table:
     table = Table(title=f"leaderboard of {study.study_name} (valid accuracy)")
     for col in ("#", "arch", "accuracy", "params", "FLOPs", "latency ms", "norm·placement"):
         table.add_column(col, overflow="fold")
+    table.caption = (
+        "placement: cna conv→norm→act, can conv→act→norm, nac norm→act→conv; * best/Pareto"
+    )
     for r in shown:
         m = r.result
         table.add_row(
             str(r.number) + (" *" if r in front else ""),
-            escape(r.arch or "?"),
+            escape(compact(r.arch or "?")),
             _fmt(m.get("accuracy"), "acc"),
             _fmt(m.get("params"), "int"),
             _fmt(m.get("flops"), "int"),
