@@ -162,7 +162,8 @@ def test_resume_after_sigkill_keeps_finished_trials_and_reaches_the_budget(tiny)
         t = after[number]
         assert t.state == TrialState.FAIL and t.user_attrs["result"]["status"] == "interrupted"
         retried = [u for u in after.values() if u.user_attrs.get("retry_of") == number]
-        assert retried and retried[0].params == t.params
+        # a kill during suggest leaves only some params recorded: the retry keeps all of them
+        assert retried and retried[0].params.items() >= t.params.items()
     evaluated = _evaluated(url, "r")
     assert len(evaluated) == 8 and all(r.state == TrialState.COMPLETE for r in evaluated)
     assert not [t for t in after.values() if t.state == TrialState.RUNNING]
