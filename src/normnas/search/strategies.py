@@ -18,6 +18,7 @@ from optuna.samplers import BaseSampler
 from optuna.trial import FrozenTrial, TrialState
 
 from normnas.search.samplers import EvolutionSampler, LocalSearchSampler
+from normnas.search.samplers.additive import AdditiveThompsonSampler
 from normnas.spaces.base import SearchSpace
 
 SamplerFactory = Callable[..., BaseSampler]
@@ -98,6 +99,7 @@ STRATEGIES: dict[str, SamplerFactory] = {
     "local": _local,
     "tpe": _tpe,
     "nsga2": _nsga2,
+    "additive": lambda space, seed=None, **o: AdditiveThompsonSampler(space, seed=seed, **o),
     # other packages register here, e.g. STRATEGIES["bananas"] = make_bananas_sampler
 }
 
