@@ -34,6 +34,10 @@ from normnas.search.cli import register as _register_search  # noqa: E402  (ligh
 
 _register_search(app)  # search, status, best, export, demo
 
+from normnas.bench.commands import register as _register_bench  # noqa: E402  (light: typer only)
+
+_register_bench(app)  # bench nb201
+
 
 def main() -> None:
     app()

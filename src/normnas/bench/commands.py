@@ -1,0 +1,68 @@
+"""`normnas bench nb201`: score a strategy on a NAS-Bench-201 table. Heavy imports are lazy."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import NoReturn
+
+import typer
+
+bench_app = typer.Typer(
+    help="Score strategies on tabular benchmarks (simulated time, seconds of real time).",
+    no_args_is_help=True,
+)
+
+
+def _fail(message: str, code: int = 2) -> NoReturn:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+@bench_app.command("nb201")
+def nb201(
+    strategy: str = typer.Option(..., "--strategy", "-s", help="Strategy name (see `search`)."),
+    runs: int = typer.Option(500, "--runs", "-r", help="Independent seeded searches."),
+    budget: float = typer.Option(
+        12000.0, "--budget", "-b", help="Simulated training seconds per search."
+    ),
+    seed: int = typer.Option(0, "--seed", help="Run r uses seed + r."),
+    table: Path | None = typer.Option(
+        None, "--table", help="CSV(.gz) in the NB201 format (default: packaged CIFAR-10)."
+    ),
+    processes: int = typer.Option(1, "--processes", "-p", help="Worker processes over runs."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object only."),
+) -> None:
+    """Run R searches of a strategy on NAS-Bench-201; report the picks' test accuracy."""
+    from normnas.bench.runs import run_bench
+    from normnas.bench.table import NB201Table, TableError
+    from normnas.search.strategies import STRATEGIES
+
+    if strategy not in STRATEGIES:
+        _fail(f"unknown strategy {strategy!r}; valid: {', '.join(sorted(STRATEGIES))}")
+    for name, value, low in (("--runs", runs, 1), ("--processes", processes, 1)):
+        if value < low:
+            _fail(f"{name} must be >= {low}, got {value}")
+    if not budget > 0:
+        _fail(f"--budget must be > 0 simulated seconds, got {budget:g}")
+    try:
+        tab = NB201Table.load(table)
+    except TableError as exc:
+        _fail(str(exc))
+    try:
+        result = run_bench(strategy, runs, budget, seed=seed, table=tab, processes=processes)
+    except ValueError as exc:  # a strategy that cannot run on this space, bad options
+        _fail((str(exc).strip().splitlines() or [type(exc).__name__])[0])
+    if as_json:
+        typer.echo(json.dumps(result.summary()))
+        return
+    typer.echo(
+        f"nb201 {strategy}: test accuracy of the pick {result.mean_test_acc:.2f} ± "
+        f"{result.std_test_acc:.2f} % over {runs} runs (seeds {seed}..{seed + runs - 1}), "
+        f"budget {budget:g} s, {result.mean_queries:.1f} queries/run, "
+        f"wall {result.wall_s:.1f} s  [{tab.path}]"
+    )
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(bench_app, name="bench")

@@ -1,0 +1,159 @@
+"""R seeded searches on a NAS-Bench-201 table, each the very runner a real search uses.
+
+Run r uses seed `seed + r`: a fresh in-memory Optuna study, `make_sampler(strategy, space,
+seed + r)` and `run_search(..., Budget(cost_s=budget), dedup=True)` over a `TableEvaluator`.
+The pick is the runner's best trial (best `valid_acc_12ep`, ties by first seen); only then is
+its `test_acc_200ep` read from the table. Runs are independent, so a process pool splits
+them into contiguous chunks and the results, sorted by seed, do not depend on `processes`.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing as mp
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+
+from normnas.bench.table import NB201Table, TableEvaluator
+from normnas.search.runner import Budget, run_search
+from normnas.search.strategies import make_sampler
+from normnas.spaces.nb201 import NB201Space
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """One search: its pick and what it spent."""
+
+    seed: int
+    arch: str
+    valid_acc_12ep: float
+    test_acc_200ep: float
+    queries: int  # evaluations that cost budget (duplicates of equivalent cells excluded)
+    spent_s: float  # simulated seconds, the budget-crossing query included
+
+
+@dataclass
+class BenchResult:
+    strategy: str
+    runs: int
+    budget: float
+    mean_test_acc: float
+    std_test_acc: float
+    mean_queries: float
+    wall_s: float
+    outcomes: list[RunOutcome] = field(default_factory=list, repr=False)
+
+    def summary(self) -> dict[str, Any]:
+        """The JSON object of `normnas bench nb201 --json`."""
+        keys = ("strategy", "runs", "budget", "mean_test_acc", "std_test_acc")
+        out = {k: getattr(self, k) for k in keys}
+        out["mean_queries"] = self.mean_queries
+        out["wall_s"] = round(self.wall_s, 3)
+        return out
+
+    def outcomes_dicts(self) -> list[dict[str, Any]]:
+        return [asdict(o) for o in self.outcomes]
+
+
+class _Context:
+    """What every run in a process shares: the table, its evaluator, one space object."""
+
+    def __init__(self, table: NB201Table) -> None:
+        self.table = table
+        self.space = NB201Space()
+        self.evaluator = TableEvaluator(table, self.space)
+
+
+_CONTEXT: _Context | None = None  # per worker process (set by the pool initializer)
+
+
+def run_once(
+    ctx: _Context, strategy: str, seed: int, budget: float, options: dict[str, Any]
+) -> RunOutcome:
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    sampler = make_sampler(strategy, ctx.space, seed=seed, **options)
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    summary = run_search(study, ctx.space, ctx.evaluator, Budget(cost_s=budget), dedup=True)
+    best = summary.best
+    if best is None or best.arch is None:
+        raise RuntimeError(f"run with seed {seed}: the search evaluated no architecture")
+    row = ctx.evaluator.resolve(ctx.space.from_str(best.arch))
+    assert row is not None  # the runner only records archs the evaluator answered
+    return RunOutcome(
+        seed=seed,
+        arch=best.arch,
+        valid_acc_12ep=float(ctx.table.valid_acc_12ep[row]),
+        test_acc_200ep=float(ctx.table.test_acc_200ep[row]),
+        queries=summary.n_evaluated - summary.n_failed,
+        spent_s=summary.spent_cost_s,
+    )
+
+
+def _init_worker(table: NB201Table | None, path: str | None) -> None:
+    global _CONTEXT
+    _CONTEXT = _Context(table if table is not None else NB201Table.load(path))
+
+
+def _run_chunk(
+    strategy: str, seeds: list[int], budget: float, options: dict[str, Any]
+) -> list[RunOutcome]:
+    assert _CONTEXT is not None
+    return [run_once(_CONTEXT, strategy, s, budget, options) for s in seeds]
+
+
+def run_bench(
+    strategy: str,
+    runs: int,
+    budget: float,
+    seed: int = 0,
+    table: NB201Table | str | Path | None = None,
+    processes: int = 1,
+    options: dict[str, Any] | None = None,
+) -> BenchResult:
+    """Run `runs` seeded searches of `strategy` under `budget` simulated seconds each."""
+    if runs < 1:
+        raise ValueError(f"runs must be >= 1, got {runs}")
+    if not budget > 0:
+        raise ValueError(f"budget must be > 0 simulated seconds, got {budget}")
+    if processes < 1:
+        raise ValueError(f"processes must be >= 1, got {processes}")
+    options = dict(options or {})
+    make_sampler(strategy, NB201Space(), seed=seed, **options)  # unknown name/option: fail now
+    t0 = time.perf_counter()
+    tab = table if isinstance(table, NB201Table) else NB201Table.load(table)
+    seeds = [seed + r for r in range(runs)]
+    processes = min(processes, runs)
+    if processes == 1:
+        ctx = _Context(tab)
+        outcomes = [run_once(ctx, strategy, s, budget, options) for s in seeds]
+    else:
+        size = math.ceil(runs / processes)
+        chunks = [seeds[i : i + size] for i in range(0, runs, size)]
+        # fork shares the loaded table; elsewhere each worker gets it pickled
+        method = "fork" if "fork" in mp.get_all_start_methods() else None
+        with ProcessPoolExecutor(
+            max_workers=len(chunks),
+            mp_context=mp.get_context(method),
+            initializer=_init_worker,
+            initargs=(tab, None),
+        ) as pool:
+            futures = [pool.submit(_run_chunk, strategy, c, budget, options) for c in chunks]
+            outcomes = [o for f in futures for o in f.result()]
+    outcomes.sort(key=lambda o: o.seed)
+    tests = np.array([o.test_acc_200ep for o in outcomes])
+    return BenchResult(
+        strategy=strategy,
+        runs=runs,
+        budget=float(budget),
+        mean_test_acc=round(float(tests.mean()), 4),
+        std_test_acc=round(float(tests.std()), 4),
+        mean_queries=round(float(np.mean([o.queries for o in outcomes])), 2),
+        wall_s=time.perf_counter() - t0,
+        outcomes=outcomes,
+    )
