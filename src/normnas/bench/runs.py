@@ -21,7 +21,7 @@ import numpy as np
 import optuna
 
 from normnas.bench.table import NB201Table, TableEvaluator
-from normnas.search.runner import Budget, run_search
+from normnas.search.runner import Budget, SearchSummary, run_search
 from normnas.search.strategies import make_sampler
 from normnas.spaces.nb201 import NB201Space
 
@@ -61,7 +61,7 @@ class BenchResult:
         return [asdict(o) for o in self.outcomes]
 
 
-class _Context:
+class Context:
     """What every run in a process shares: the table, its evaluator, one space object."""
 
     def __init__(self, table: NB201Table) -> None:
@@ -70,17 +70,25 @@ class _Context:
         self.evaluator = TableEvaluator(table, self.space)
 
 
-_CONTEXT: _Context | None = None  # per worker process (set by the pool initializer)
+_CONTEXT: Context | None = None  # per worker process (set by the pool initializer)
 
 
-def run_once(
-    ctx: _Context, strategy: str, seed: int, budget: float, options: dict[str, Any]
-) -> RunOutcome:
+def search_once(
+    ctx: Context, strategy: str, seed: int, budget: float, options: dict[str, Any]
+) -> tuple[optuna.Study, SearchSummary]:
+    """One search: a fresh in-memory study driven by the standard runner."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     sampler = make_sampler(strategy, ctx.space, seed=seed, **options)
     study = optuna.create_study(direction="maximize", sampler=sampler)
     summary = run_search(study, ctx.space, ctx.evaluator, Budget(cost_s=budget), dedup=True)
-    best = summary.best
+    return study, summary
+
+
+def run_once(
+    ctx: Context, strategy: str, seed: int, budget: float, options: dict[str, Any]
+) -> RunOutcome:
+    _, summary = search_once(ctx, strategy, seed, budget, options)
+    best = summary.best  # best valid_acc_12ep, ties by the lower trial number
     if best is None or best.arch is None:
         raise RuntimeError(f"run with seed {seed}: the search evaluated no architecture")
     row = ctx.evaluator.resolve(ctx.space.from_str(best.arch))
@@ -97,7 +105,7 @@ def run_once(
 
 def _init_worker(table: NB201Table | None, path: str | None) -> None:
     global _CONTEXT
-    _CONTEXT = _Context(table if table is not None else NB201Table.load(path))
+    _CONTEXT = Context(table if table is not None else NB201Table.load(path))
 
 
 def _run_chunk(
@@ -130,7 +138,7 @@ def run_bench(
     seeds = [seed + r for r in range(runs)]
     processes = min(processes, runs)
     if processes == 1:
-        ctx = _Context(tab)
+        ctx = Context(tab)
         outcomes = [run_once(ctx, strategy, s, budget, options) for s in seeds]
     else:
         size = math.ceil(runs / processes)
