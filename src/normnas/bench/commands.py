@@ -31,6 +31,9 @@ def nb201(
         None, "--table", help="CSV(.gz) in the NB201 format (default: packaged CIFAR-10)."
     ),
     processes: int = typer.Option(1, "--processes", "-p", help="Worker processes over runs."),
+    dedup: bool = typer.Option(
+        True, "--dedup/--no-dedup", help="Charge equivalent cells once (default) or each time."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object only."),
 ) -> None:
     """Run R searches of a strategy on NAS-Bench-201; report the picks' test accuracy."""
@@ -50,7 +53,9 @@ def nb201(
     except TableError as exc:
         _fail(str(exc))
     try:
-        result = run_bench(strategy, runs, budget, seed=seed, table=tab, processes=processes)
+        result = run_bench(
+            strategy, runs, budget, seed=seed, table=tab, processes=processes, dedup=dedup
+        )
     except ValueError as exc:  # a strategy that cannot run on this space, bad options
         _fail((str(exc).strip().splitlines() or [type(exc).__name__])[0])
     if as_json:
