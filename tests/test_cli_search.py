@@ -52,7 +52,7 @@ def _invoke(args: list[str], cwd: Path):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--strategy", "evo"], "error: strategy: unknown strategy 'evo'; valid: evolution"),
+        (["--strategy", "evo"], "error: strategy: unknown strategy 'evo'; valid: additive"),
         (["--space", "cells"], "error: space.name: must be one of 'macro' or 'nb201'"),
         (["--objective", "speed"], "error: objectives.0: must be one of 'accuracy'"),
         (["--time", "soon"], "error: time: 'soon' is not a duration"),

@@ -92,7 +92,7 @@ def test_grid_refuses_a_grid_over_the_limit_naming_its_size():
 
 
 def test_unknown_names_list_the_valid_ones():
-    with pytest.raises(ValueError, match="unknown strategy 'evo'; valid: evolution, grid"):
+    with pytest.raises(ValueError, match=r"unknown strategy 'evo'; valid: .*evolution, grid"):
         make_sampler("evo", SPACE)
     with pytest.raises(ValueError, match="valid: none, sha, hyperband"):
         make_pruner("asha")
