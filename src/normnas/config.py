@@ -23,8 +23,7 @@ PRUNER_NAMES = ("none", "sha", "hyperband")
 DEFAULT_TRIALS = 20  # when neither trials nor time is given
 
 
-class ConfigError(ValueError):
-    """A bad configuration; `str(error)` is one line for the user."""
+from normnas.errors import ConfigError  # noqa: E402  (re-exported: the config's error type)
 
 
 def parse_duration(value: Any) -> float:
