@@ -52,11 +52,14 @@ def _invoke(args: list[str], cwd: Path):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--strategy", "evo"], "error: strategy: unknown strategy 'evo'; valid: additive"),
-        (["--space", "cells"], "error: space.name: must be one of 'macro' or 'nb201'"),
-        (["--objective", "speed"], "error: objectives.0: must be one of 'accuracy'"),
-        (["--time", "soon"], "error: time: 'soon' is not a duration"),
-        (["--pruner", "asha"], "error: pruner: must be one of 'none', 'sha' or 'hyperband'"),
+        (["--strategy", "evo"], "error: --strategy: unknown strategy 'evo'; valid: additive"),
+        (["--space", "cells"], "error: --space: must be one of 'macro' or 'nb201'"),
+        (["--objective", "speed"], "error: --objective: must be one of 'accuracy'"),
+        (["--time", "soon"], "error: --time: 'soon' is not a duration"),
+        (["--pruner", "asha"], "error: --pruner: must be one of 'none', 'sha' or 'hyperband'"),
+        (["--seed", "-1"], "error: --seed: Input should be greater than or equal to 0"),
+        (["--seed", str(2**32)], "error: --seed: Input should be less than or equal to 4294967295"),
+        (["--max-params", "0"], "error: --max-params: Input should be greater than 0"),
     ],
 )
 def test_bad_flags_exit_2_with_one_line(tiny, args, message):
@@ -69,9 +72,13 @@ def test_bad_flags_exit_2_with_one_line(tiny, args, message):
 @pytest.mark.parametrize(
     ("yaml_extra", "message"),
     [
-        ("epochz: 3\n", "error: epochz: unknown key; allowed keys: data"),
-        ("trials: many\n", "error: trials: Input should be a valid integer"),
-        ("seed: [1]\n", "error: seed: Input should be a valid integer"),
+        ("epochz: 3\n", "error: epochz in bad.yaml: unknown key; allowed keys: data"),
+        ("trials: many\n", "error: --trials [trials in bad.yaml]: Input should be a valid integer"),
+        ("seed: [1]\n", "error: --seed [seed in bad.yaml]: Input should be a valid integer"),
+        (
+            "constraints: {max_params: -1}\n",
+            "error: --max-params [constraints.max_params in bad.yaml]: Input should be greater",
+        ),
     ],
 )
 def test_bad_config_file_exits_2_with_one_line(tiny, yaml_extra, message):
@@ -160,7 +167,7 @@ def test_resume_after_sigkill_keeps_finished_trials_and_reaches_the_budget(tiny)
         )
     for number in running:  # running when killed: failed, marked, and retried
         t = after[number]
-        assert t.state == TrialState.FAIL and t.user_attrs["result"]["status"] == "interrupted"
+        assert t.state == TrialState.FAIL and rec.result_of(t)["status"] == "interrupted"
         retried = [u for u in after.values() if u.user_attrs.get("retry_of") == number]
         # a kill during suggest leaves only some params recorded: the retry keeps all of them
         assert retried and retried[0].params.items() >= t.params.items()

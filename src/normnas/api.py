@@ -13,6 +13,8 @@ from normnas.search.session import run as _run
 def search(
     space: Any = "macro",
     data: Any = "digits",
+    root: str | None = None,
+    verify: bool = True,
     strategy: str = "evolution",
     objectives: Sequence[str] = ("accuracy",),
     trials: int | None = None,
@@ -32,14 +34,23 @@ def search(
     train: dict[str, Any] | None = None,
     strategy_options: dict[str, Any] | None = None,
     space_options: dict[str, Any] | None = None,
+    force: bool = False,
 ) -> SearchOutcome:
     """Search `space` (a name or a SearchSpace) on `data` (a name or a DataBundle).
 
     Same semantics as the command line; `storage=None` is `sqlite:///normnas.db` in the
     working directory (use "sqlite:///:memory:"-like URLs or a path of your own to keep it
-    elsewhere). Returns the study, the best trial (or Pareto front), the test accuracy of
-    the retrained best model and the path of its checkpoint.
+    elsewhere). `root` is where data sets are downloaded to and looked for (the CLI's
+    `--data-root`; default $NORMNAS_DATA or ~/.cache/normnas/data); `verify=False` accepts
+    an archive whose checksum differs from the official one. `time` is the wall time of the
+    whole call, final retrain included. Returns the study, the best trial (or Pareto front),
+    the test accuracy of the retrained best model and the path of its checkpoint.
+    Raises `normnas.errors.SearchFailedError` (with the outcome as `.outcome`) when no
+    trial succeeded, and another `UserError` for bad input, before any trial runs.
     """
+    import time as _time
+
+    started = _time.monotonic()
     space_obj = None if isinstance(space, str) else space
     data_obj = None if isinstance(data, str) else data
     cfg: dict[str, Any] = {
@@ -47,6 +58,9 @@ def search(
         if isinstance(space, str)
         else _space_config(space),
         "data": data if isinstance(data, str) else getattr(data, "name", "data"),
+        "data_root": root,
+        "verify": verify,
+        "force": force,
         "strategy": strategy,
         "strategy_options": strategy_options or {},
         "objectives": list(objectives),
@@ -66,7 +80,11 @@ def search(
         "final": final,
         "train": {**(train or {}), **({"epochs": epochs} if epochs is not None else {})},
     }
-    return _run(parse_config(cfg), space_obj, data_obj, progress=progress)
+    outcome = _run(parse_config(cfg), space_obj, data_obj, progress=progress, started=started)
+    if outcome.failure is not None:
+        outcome.failure.outcome = outcome  # type: ignore[attr-defined]
+        raise outcome.failure
+    return outcome
 
 
 def _space_config(space: Any) -> dict[str, Any]:

@@ -121,7 +121,8 @@ class RunConfig(_Model):
     """One search run. Budget: `trials` and/or `time` (first reached stops the search)."""
 
     data: str = "digits"
-    data_root: str | None = None
+    data_root: str | None = None  # downloads go here; default $NORMNAS_DATA, ~/.cache/normnas/data
+    verify: bool = True  # refuse a data archive whose checksum is not the official one
     valid_fraction: float = Field(0.1, gt=0, lt=1)
     space: SpaceConfig = Field(default_factory=SpaceConfig)
     strategy: str = "evolution"
@@ -135,11 +136,12 @@ class RunConfig(_Model):
     workers: int = Field(1, ge=1)
     study: str | None = None
     storage: str | None = None
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=2**32 - 1)
     device: Literal["cpu", "cuda"] = "cpu"
     dedup: bool = True
     final: bool = True  # retrain the best on train+valid and score it on test
     train: TrainOptions = Field(default_factory=TrainOptions)
+    force: bool = False  # rerun a study although what defines its results changed
 
     @field_validator("space", mode="before")
     @classmethod
@@ -204,27 +206,79 @@ def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
     return list(getattr(current, "model_fields", {}))
 
 
-def format_error(exc: ValidationError, model: type[BaseModel] = RunConfig) -> str:
-    """One line for the first error: the field, what is wrong, the allowed values."""
+# the flag of each config key, so a message names what the user typed
+FLAGS: dict[str, str] = {
+    "data": "--data",
+    "data_root": "--data-root",
+    "verify": "--no-verify",
+    "space": "--space",
+    "space.name": "--space",
+    "strategy": "--strategy",
+    "objectives": "--objective",
+    "constraints.max_params": "--max-params",
+    "constraints.max_flops": "--max-flops",
+    "constraints.max_latency_ms": "--max-latency-ms",
+    "trials": "--trials",
+    "time": "--time",
+    "train.epochs": "--epochs",
+    "pruner": "--pruner",
+    "workers": "--workers",
+    "study": "--study",
+    "storage": "--storage",
+    "seed": "--seed",
+    "device": "--device",
+    "final": "--final",
+    "force": "--force",
+}
+
+
+def _field_name(loc: tuple[Any, ...], from_cli: set[str], source: str | None) -> str:
+    """`--flag` when the user typed it; `--flag [key in file]` or `key in file` for YAML."""
+    key = _loc(loc)
+    flag = FLAGS.get(key) or FLAGS.get(_loc(loc[:-1])) if loc else None
+    top = ".".join(str(p) for p in loc if not isinstance(p, int))
+    if flag and (top in from_cli or key in from_cli):
+        return flag
+    where = f" in {source}" if source else ""
+    return f"{flag} [{key}{where}]" if flag else f"{key}{where}"
+
+
+def format_error(
+    exc: ValidationError,
+    model: type[BaseModel] = RunConfig,
+    from_cli: set[str] | None = None,
+    source: str | None = None,
+) -> str:
+    """One line for the first error: the field (as flag or key), what is wrong, the allowed values.
+
+    `from_cli` holds the dotted keys given as flags; `source` names the YAML file.
+    """
     err = exc.errors()[0]
     loc = tuple(err["loc"])
     if err["type"] == "extra_forbidden":
         allowed = _allowed_keys(model, loc)
-        return f"{_loc(loc)}: unknown key; allowed keys: {', '.join(allowed)}"
+        where = f" in {source}" if source else ""
+        return f"{_loc(loc)}{where}: unknown key; allowed keys: {', '.join(allowed)}"
     msg = str(err["msg"]).removeprefix("Value error, ")
     if err["type"] == "literal_error":
         msg = msg.replace("Input should be", "must be one of")
     value = err.get("input")
     hidden = isinstance(value, (dict, list)) or value is None or repr(value) in msg
     shown = "" if hidden else f" (got {value!r})"
-    return f"{_loc(loc)}: {msg}{shown}".replace("\n", " ")
+    if from_cli is None and source is None:
+        name = _loc(loc)
+    else:
+        name = _field_name(loc, from_cli or set(), source)
+    return f"{name}: {msg}{shown}".replace("\n", " ")
 
 
-def parse_config(data: Mapping[str, Any]) -> RunConfig:
+def parse_config(
+    data: Mapping[str, Any], from_cli: set[str] | None = None, source: str | None = None
+) -> RunConfig:
     try:
         return RunConfig.model_validate(dict(data))
     except ValidationError as exc:
-        raise ConfigError(format_error(exc)) from None
+        raise ConfigError(format_error(exc, from_cli=from_cli, source=source)) from None
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
@@ -269,7 +323,10 @@ def load_config(
 ) -> RunConfig:
     """The run config of a YAML file (optional) with CLI overrides (dotted keys) on top."""
     base = read_yaml(path) if path is not None else {}
-    return parse_config(merge(base, overrides or {}))
+    given = {k for k, v in (overrides or {}).items() if v is not None}
+    return parse_config(
+        merge(base, overrides or {}), from_cli=given, source=str(path) if path else None
+    )
 
 
 __all__ = [

@@ -10,6 +10,7 @@ import torch
 from PIL import Image
 
 from normnas.data import load
+from normnas.errors import DataError
 
 
 def _raw(split, bundle) -> torch.Tensor:
@@ -88,7 +89,7 @@ def test_npz_errors_name_the_file_and_problem(tmp_path: Path, arrays: dict, matc
 
 
 def test_npz_missing_file(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match=r"nope\.npz"):
+    with pytest.raises(DataError, match=r"nope\.npz: npz file not found"):
         load(f"npz:{tmp_path / 'nope.npz'}")
 
 

@@ -135,7 +135,7 @@ def test_sha_pruner_prunes_through_the_report_function():
     ]
     assert s.n_pruned == len(pruned) > 0
     assert all(
-        t.intermediate_values and t.user_attrs["result"]["status"] == "pruned" for t in pruned
+        t.intermediate_values and t.user_attrs["status"] == "pruned" for t in pruned
     )
 
 

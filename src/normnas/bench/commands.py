@@ -8,6 +8,8 @@ from typing import NoReturn
 
 import typer
 
+from normnas.cli_errors import reported
+
 bench_app = typer.Typer(
     help="Score strategies on tabular benchmarks (simulated time, seconds of real time).",
     no_args_is_help=True,
@@ -20,6 +22,7 @@ def _fail(message: str, code: int = 2) -> NoReturn:
 
 
 @bench_app.command("nb201")
+@reported
 def nb201(
     strategy: str = typer.Option(..., "--strategy", "-s", help="Strategy name (see `search`)."),
     runs: int = typer.Option(500, "--runs", "-r", help="Independent seeded searches."),

@@ -2,90 +2,163 @@
 
 from __future__ import annotations
 
+import tokenize
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
 
-from normnas.data.common import make_bundle, to_nchw_float
+from normnas.data.common import (
+    check_images,
+    check_split_args,
+    infer_num_classes,
+    make_bundle,
+    to_nchw_float,
+)
+from normnas.data.download import reason
 from normnas.data.split import DataBundle
+from normnas.errors import DataError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 MAX_CHANNELS = 4
 
 
 def image_layout(shape: tuple[int, ...], where: str) -> str:
-    """'nhwc', 'nchw' or 'nhw' for an image array shape; ValueError naming `where` otherwise."""
+    """'nhwc', 'nchw' or 'nhw' for an image array shape; DataError naming `where` otherwise."""
     if len(shape) == 3:
         return "nhw"
     if len(shape) != 4:
-        raise ValueError(
+        raise DataError(
             f"{where}: x must be N x H x W x C, N x C x H x W or N x H x W, got shape {shape}"
         )
     if shape[3] <= MAX_CHANNELS:
         return "nhwc"
     if shape[1] <= MAX_CHANNELS:
         return "nchw"
-    raise ValueError(
+    raise DataError(
         f"{where}: cannot tell the channel axis of shape {shape}: "
         f"dim 1 or 3 must be the channels (<= {MAX_CHANNELS})"
     )
 
 
 def check_labels(y: np.ndarray, n: int, num_classes: int | None, where: str) -> np.ndarray:
-    """Integer labels (N,) in [0, num_classes): ValueError naming `where` otherwise."""
+    """Integer labels (N,) in [0, num_classes): DataError naming `where` otherwise."""
     if y.ndim != 1 or len(y) != n:
-        raise ValueError(f"{where}: y must have shape ({n},) to match x, got {y.shape}")
+        raise DataError(f"{where}: y must have shape ({n},) to match x, got {y.shape}")
     integral = np.issubdtype(y.dtype, np.integer) or (
-        np.issubdtype(y.dtype, np.floating) and bool(np.all(np.mod(y, 1) == 0))
+        np.issubdtype(y.dtype, np.floating)
+        and bool(np.all(np.isfinite(y)))
+        and bool(np.all(np.mod(y, 1) == 0))
     )
     if not integral:
-        raise ValueError(f"{where}: y must hold integer class labels, got dtype {y.dtype}")
+        raise DataError(f"{where}: y must hold integer class labels, got dtype {y.dtype}")
     y = y.astype(np.int64)
     if y.size and y.min() < 0:
-        raise ValueError(f"{where}: label {y.min()} out of range (labels must be >= 0)")
+        raise DataError(f"{where}: label {y.min()} out of range (labels must be >= 0)")
     if num_classes is not None and y.size and y.max() >= num_classes:
-        raise ValueError(
+        raise DataError(
             f"{where}: label {y.max()} out of range [0, {num_classes}) (num_classes={num_classes})"
         )
     return y
 
 
-def load_npz(path: Path, valid_fraction: float = 0.1, seed: int = 0) -> DataBundle:
+# What np.load raises on a damaged file: a truncated or bit-flipped zip (BadZipFile),
+# a broken deflate stream (zlib.error), a short member (EOFError), a mangled .npy header
+# (ValueError, SyntaxError, TokenError from parsing it), an odd zip feature
+# (NotImplementedError), and OSError for the file itself.
+NPZ_ERRORS: tuple[type[BaseException], ...] = (
+    zipfile.BadZipFile,
+    zlib.error,
+    EOFError,
+    OSError,
+    ValueError,
+    SyntaxError,
+    tokenize.TokenError,
+    NotImplementedError,
+)
+
+
+def _npz_reason(e: BaseException, member: str | None) -> str:
+    # numpy says "pickled data" for any bytes that are neither zip nor .npy: say what it is
+    if "pickle" in str(e):
+        if member is None:
+            return "neither a zip archive of .npy arrays nor an .npy array"
+        return f"array {member!r} holds Python objects, not numbers"
+    if isinstance(e, EOFError) and member is None:
+        return "the file is empty or cut short"
+    where = "" if member is None else f"array {member!r}: "
+    return where + reason(e)
+
+
+def read_npz(path: Path) -> dict[str, np.ndarray]:
+    """Every array of an .npz file; DataError "<path>: not a readable .npz file (...)"."""
+    if path.is_dir():
+        raise DataError(f"{path}: a folder, not an .npz file (for images use folder:{path})")
+    if not path.is_file():
+        raise DataError(f"{path}: npz file not found")
+    try:
+        f = np.load(path, allow_pickle=False)
+    except NPZ_ERRORS as e:
+        raise DataError(f"{path}: not a readable .npz file ({_npz_reason(e, None)})") from None
+    if not isinstance(f, np.lib.npyio.NpzFile):
+        raise DataError(
+            f"{path}: a single .npy array, not an .npz file holding arrays x and y "
+            "(save with numpy.savez(path, x=..., y=...))"
+        )
+    arrays: dict[str, np.ndarray] = {}
+    with f:
+        for key in f.files:
+            try:
+                arrays[key] = f[key]
+            except NPZ_ERRORS as e:
+                msg = f"{path}: not a readable .npz file ({_npz_reason(e, key)})"
+                raise DataError(msg) from None
+    return arrays
+
+
+def load_npz(
+    path: Path, valid_fraction: float = 0.1, seed: int = 0, num_classes: int | None = None
+) -> DataBundle:
     """Arrays `x`, `y` (and optionally `x_test`, `y_test`, `num_classes`) from an .npz file.
 
     Images are N x H x W x C, N x C x H x W (C <= 4) or N x H x W; uint8 is scaled to [0, 1],
     float is used as is. Without x_test/y_test a fixed stratified 20% becomes the test split.
+    `num_classes` (argument, else the file's array) declares the class count; without it,
+    it is max label + 1, refused when labels are far sparser (see `infer_num_classes`).
     """
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: npz file not found")
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            arrays = {k: f[k] for k in f.files}
-    except (OSError, ValueError) as e:
-        raise ValueError(f"{path}: cannot read npz ({e})") from e
+    check_split_args(valid_fraction, seed)
+    arrays = read_npz(path)
     for key in ("x", "y"):
         if key not in arrays:
-            raise ValueError(f"{path}: missing array {key!r} (has {sorted(arrays)})")
+            raise DataError(f"{path}: missing array {key!r} (has {sorted(arrays)})")
     if ("x_test" in arrays) != ("y_test" in arrays):
-        raise ValueError(f"{path}: x_test and y_test must be given together")
-    num_classes = int(arrays["num_classes"]) if "num_classes" in arrays else None
+        raise DataError(f"{path}: x_test and y_test must be given together")
+    if num_classes is None and "num_classes" in arrays:
+        stored = arrays["num_classes"]
+        if stored.size != 1 or not np.issubdtype(stored.dtype, np.integer) or int(stored) < 1:
+            raise DataError(f"{path}: num_classes must be one integer >= 1, got {stored!r}")
+        num_classes = int(stored)
     x = arrays["x"]
     if x.dtype != np.uint8 and not np.issubdtype(x.dtype, np.floating):
-        raise ValueError(f"{path}: x must be uint8 or float, got dtype {x.dtype}")
+        raise DataError(f"{path}: x must be uint8 or float, got dtype {x.dtype}")
     layout = image_layout(x.shape, f"{path} x")
+    check_images(x, f"{path} x")
     y = check_labels(arrays["y"], len(x), num_classes, f"{path} y")
     x_test = y_test = None
     if "x_test" in arrays:
         xt = arrays["x_test"]
+        if xt.dtype != np.uint8 and not np.issubdtype(xt.dtype, np.floating):
+            raise DataError(f"{path}: x_test must be uint8 or float, got dtype {xt.dtype}")
         if image_layout(xt.shape, f"{path} x_test") != layout or xt.shape[1:] != x.shape[1:]:
-            raise ValueError(
+            raise DataError(
                 f"{path}: x_test shape {xt.shape} does not match x shape {x.shape} per image"
             )
+        check_images(xt, f"{path} x_test")
         y_test = check_labels(arrays["y_test"], len(xt), num_classes, f"{path} y_test")
         x_test = to_nchw_float(xt, layout)
-    if num_classes is None:
-        num_classes = int(max(y.max(initial=0), -1 if y_test is None else y_test.max(initial=0)))
-        num_classes += 1
+    labels = [y] if y_test is None else [y, y_test]
+    num_classes = infer_num_classes(labels, num_classes, str(path))
     return make_bundle(
         f"npz:{path}",
         to_nchw_float(x, layout),
@@ -104,12 +177,12 @@ def _read_class_folders(root: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
 
     classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not classes:
-        raise ValueError(f"{root}: no class sub-folders (expected one folder of images per class)")
+        raise DataError(f"{root}: no class sub-folders (expected one folder of images per class)")
     files: list[tuple[Path, int]] = []
     for label, cls in enumerate(classes):
         images = sorted(p for p in (root / cls).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         if not images:
-            raise ValueError(f"{root / cls}: empty class folder (no .png/.jpg/.jpeg images)")
+            raise DataError(f"{root / cls}: empty class folder (no .png/.jpg/.jpeg images)")
         files.extend((p, label) for p in images)
     pics = []
     for p, _ in files:
@@ -117,14 +190,21 @@ def _read_class_folders(root: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
             with Image.open(p) as im:
                 im.load()
                 pics.append(im.copy())
-        except (UnidentifiedImageError, OSError) as e:
-            raise ValueError(f"{p}: cannot read image ({e})") from e
+        # a broken PNG chunk raises SyntaxError, an absurd size DecompressionBombError
+        except (
+            UnidentifiedImageError,
+            OSError,
+            SyntaxError,
+            ValueError,
+            Image.DecompressionBombError,
+        ) as e:
+            raise DataError(f"{p}: cannot read image ({reason(e)})") from None
     mode = "L" if all(im.mode in ("L", "1", "I", "I;16") for im in pics) else "RGB"
     size = pics[0].size
     arrays = []
     for (p, _), im in zip(files, pics, strict=True):
         if im.size != size:
-            raise ValueError(
+            raise DataError(
                 f"{p}: image size {im.size[0]}x{im.size[1]} differs from "
                 f"{size[0]}x{size[1]} of {files[0][0]}; resize the images to one size"
             )
@@ -134,34 +214,44 @@ def _read_class_folders(root: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
     return x, y, classes
 
 
-def load_folder(path: Path, valid_fraction: float = 0.1, seed: int = 0) -> DataBundle:
+def load_folder(
+    path: Path, valid_fraction: float = 0.1, seed: int = 0, num_classes: int | None = None
+) -> DataBundle:
     """PNG/JPEG images in one sub-folder per class (sorted names = labels 0..K-1).
 
     If PATH has `train/` and `test/` sub-folders, those are the splits; otherwise a fixed
     stratified 20% is the test split. All images must have one size; grey stays 1 channel.
+    `num_classes`, if given, must be at least the number of class folders.
     """
+    check_split_args(valid_fraction, seed)
+    if path.is_file():
+        raise DataError(f"{path}: a file, not an image folder (for arrays use npz:{path})")
     if not path.is_dir():
-        raise FileNotFoundError(f"{path}: image folder not found")
+        raise DataError(f"{path}: image folder not found")
     if (path / "train").is_dir() and (path / "test").is_dir():
         x, y, classes = _read_class_folders(path / "train")
         xt, yt, test_classes = _read_class_folders(path / "test")
         if test_classes != classes:
-            raise ValueError(
+            raise DataError(
                 f"{path / 'test'}: class folders {test_classes} differ from train's {classes}"
             )
         if xt.shape[1:] != x.shape[1:]:
-            raise ValueError(f"{path / 'test'}: images {xt.shape[1:]} differ from train's")
+            raise DataError(f"{path / 'test'}: images {xt.shape[1:]} differ from train's")
         x_test, y_test = to_nchw_float(xt), yt
     else:
         x, y, classes = _read_class_folders(path)
         x_test = y_test = None
+    if num_classes is not None and num_classes < len(classes):
+        raise DataError(
+            f"{path}: num_classes={num_classes} but there are {len(classes)} class folders"
+        )
     return make_bundle(
         f"folder:{path}",
         to_nchw_float(x),
         y,
         x_test,
         y_test,
-        num_classes=len(classes),
+        num_classes=len(classes) if num_classes is None else num_classes,
         valid_fraction=valid_fraction,
         seed=seed,
         augment=False,

@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import typer
+
+from normnas.cli_errors import fail as _fail
+from normnas.cli_errors import reported
 
 DEMO_SPACE = {
     "stages": [
@@ -18,20 +21,27 @@ DEMO_SPACE = {
 }
 
 
-def _fail(message: str, code: int = 2) -> NoReturn:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code)
-
-
-def _one_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-
-
 def search(
     config: Path | None = typer.Option(None, "--config", "-c", help="YAML run config."),
-    data: str | None = typer.Option(None, help="Data set: digits, cifar10, mnist, a path."),
+    data: str | None = typer.Option(
+        None,
+        help="Data set: digits, cifar10, mnist, fashion-mnist, npz:PATH, folder:PATH, "
+        "or a path to an .npz file or an image folder.",
+    ),
+    data_root: str | None = typer.Option(
+        None,
+        "--data-root",
+        help="Folder of downloaded data sets (default $NORMNAS_DATA or ~/.cache/normnas/data).",
+    ),
+    verify: bool | None = typer.Option(
+        None,
+        "--verify/--no-verify",
+        help="Check a data archive's MD5 against the official one (--no-verify accepts a repack).",
+    ),
     space: str | None = typer.Option(None, help="Search space: macro or nb201."),
-    strategy: str | None = typer.Option(None, help="random, grid, evolution, local, tpe, nsga2."),
+    strategy: str | None = typer.Option(
+        None, help="random, grid, evolution, local, additive, tpe, nsga2 (see README)."
+    ),
     objective: list[str] | None = typer.Option(
         None, "--objective", help="accuracy, params, flops, latency; repeat for several."
     ),
@@ -39,7 +49,11 @@ def search(
     max_flops: float | None = typer.Option(None, help="Constraint: multiply-adds."),
     max_latency_ms: float | None = typer.Option(None, help="Constraint: batch-1 latency."),
     trials: int | None = typer.Option(None, help="Budget: evaluated trials."),
-    time: str | None = typer.Option(None, "--time", help="Budget: wall time (90, 90s, 10m, 1h)."),
+    time: str | None = typer.Option(
+        None,
+        "--time",
+        help="Budget: wall time of the whole command, final retrain included (90s, 10m, 1h).",
+    ),
     epochs: int | None = typer.Option(None, help="Training epochs per candidate."),
     pruner: str | None = typer.Option(None, help="none, sha, hyperband."),
     workers: int | None = typer.Option(None, help="Local worker processes."),
@@ -52,11 +66,18 @@ def search(
     final: bool | None = typer.Option(
         None, "--final/--no-final", help="Retrain the best on train+valid and test it."
     ),
+    force: bool | None = typer.Option(
+        None,
+        "--force",
+        help="Rerun a study although its space, data or training changed (recorded).",
+    ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar."),
 ) -> None:
     """Search architectures (and their normalization) on a data set."""
     overrides: dict[str, Any] = {
         "data": data,
+        "data_root": data_root,
+        "verify": verify,
         "space.name": space,
         "strategy": strategy,
         "objectives": list(objective) if objective else None,
@@ -73,26 +94,26 @@ def search(
         "seed": seed,
         "device": device,
         "final": final,
+        "force": force,
     }
     run_and_report(config, overrides, progress)
 
 
 def run_and_report(config: Path | None, overrides: dict[str, Any], progress: bool) -> None:
-    from normnas.config import ConfigError, load_config
+    import time
 
-    try:
-        cfg = load_config(config, overrides)
-    except ConfigError as exc:
-        _fail(str(exc))
+    start = time.monotonic()  # --time counts from here: loading data is part of the command
+    from normnas.config import load_config
+
+    cfg = load_config(config, overrides)
     from normnas.search.session import run
 
-    try:
-        outcome = run(cfg, progress=progress and sys.stderr.isatty())
-    except (ValueError, FileNotFoundError, KeyError) as exc:
-        _fail(_one_line(exc))
+    outcome = run(cfg, progress=progress and sys.stderr.isatty(), started=start)
     from normnas.search.report import print_outcome
 
     print_outcome(outcome, cfg)
+    if outcome.failure is not None:
+        raise outcome.failure
 
 
 def demo(
@@ -128,11 +149,8 @@ def _open(study: str, storage: str | None) -> Any:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     url = storage or default_storage()
     if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
-        _fail(f"no storage file {url.removeprefix('sqlite:///')!r}; pass --storage")
-    try:
-        return load_study(study, open_storage(url)), url
-    except ValueError as exc:
-        _fail(_one_line(exc))
+        _fail(f"--storage: no storage file {url.removeprefix('sqlite:///')!r}")
+    return load_study(study, open_storage(url)), url
 
 
 def status(
@@ -199,17 +217,17 @@ def export(
     from normnas.search.report import ensure_final_model
 
     s, url = _open(study, storage)
-    try:
-        checkpoint = ensure_final_model(s, url)
-        path = final.export(checkpoint, out, fold_bn=fold_bn, fmt=fmt)
-    except (ValueError, RuntimeError) as exc:
-        _fail(_one_line(exc))
+    checkpoint = ensure_final_model(s, url)
+    path = final.export(checkpoint, out, fold_bn=fold_bn, fmt=fmt)
     typer.echo(f"wrote {path} ({fmt}{', BN folded' if fold_bn else ''})")
 
 
 def register(app: typer.Typer) -> None:
-    app.command("search")(search)
-    app.command("status")(status)
-    app.command("best")(best)
-    app.command("export")(export)
-    app.command("demo")(demo)
+    for name, fn in (
+        ("search", search),
+        ("status", status),
+        ("best", best),
+        ("export", export),
+        ("demo", demo),
+    ):
+        app.command(name)(reported(fn))

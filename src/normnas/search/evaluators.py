@@ -93,16 +93,23 @@ class TrainEvaluator:
     def cost_metrics(
         self, arch: Arch, names: Collection[str] | None = None, model: nn.Module | None = None
     ) -> dict[str, float]:
-        """params, flops and (when asked for) latency_ms of the arch's network, untrained."""
-        from normnas.train import count_flops, count_params, measure_latency
+        """params, flops, macs and latency_ms (those in `names`) of the arch's network, untrained.
 
-        names = ("params", "flops", "latency_ms") if names is None else tuple(names)
+        flops counts every op under `normnas.train.cost`'s convention; macs only multiply-adds.
+        """
+        from normnas.train import count_ops, count_params, measure_latency
+
+        names = ("params", "flops", "macs", "latency_ms") if names is None else tuple(names)
         model = self.build(arch) if model is None else model
         out: dict[str, float] = {}
         if "params" in names:
             out["params"] = count_params(model)
-        if "flops" in names:
-            out["flops"] = count_flops(model, self.input_shape)
+        if "flops" in names or "macs" in names:
+            ops = count_ops(model, self.input_shape)  # one pass gives both figures
+            if "flops" in names:
+                out["flops"] = ops.flops
+            if "macs" in names:
+                out["macs"] = ops.macs
         if "latency_ms" in names:
             out["latency_ms"] = measure_latency(
                 model, self.input_shape, batch_size=1, device=self.latency_device
@@ -110,24 +117,34 @@ class TrainEvaluator:
         return out
 
     def evaluate(
-        self, arch: Arch, fidelity: int | None = None, report: ReportFn | None = None
+        self,
+        arch: Arch,
+        fidelity: int | None = None,
+        report: ReportFn | None = None,
+        time_limit_s: float | None = None,
     ) -> TrialResult:
+        """Train and score `arch`; `time_limit_s` caps its training (the runner's time left)."""
         from normnas.train import fit
 
         start = time.perf_counter()
         try:
             model = self.build(arch)
-            names = ["params", "flops"] + (["latency_ms"] if self.measure_latency else [])
+            names = ["params", "flops", "macs"] + (["latency_ms"] if self.measure_latency else [])
             cost = self.cost_metrics(arch, names, model)
             metrics = {
                 "params": int(cost["params"]),
                 "flops": int(cost["flops"]),
+                "macs": int(cost["macs"]),
                 "latency_ms": cost.get("latency_ms"),
             }
             why = self.constraints.violation(cost) if self.constraints else None
             if why is not None:
                 return TrialResult(status="infeasible", error=why, **metrics)
             config = self.config_for(arch, fidelity)
+            if time_limit_s is not None:
+                cap = config.max_time_s
+                limit = time_limit_s if cap is None else min(cap, time_limit_s)
+                config = dataclasses.replace(config, max_time_s=limit)
 
             def callback(record: Any) -> bool:
                 if report is None or record.valid_acc is None:

@@ -44,7 +44,7 @@ def retrain(
     config = evaluator.config_for(arch)
     model = evaluator.build(arch)
     result = fit(model, data, config, train_split=data.train_plus_valid())
-    if result.status != "ok":
+    if result.status not in ("ok", "timeout"):  # a timeout keeps the model it reached
         raise RuntimeError(f"final retrain ended {result.status}: {result.error or ''}".strip())
     test = evaluate(model, data.test)
     net_space, net_arch, recipe = network_part(space, arch)
@@ -63,6 +63,8 @@ def retrain(
         "test_accuracy": float(test.accuracy),
         "study": study,
         "trial": trial,
+        "final_status": result.status,
+        "epochs_run": int(result.epochs_run),
     }
     return FinalModel(model.cpu(), float(test.accuracy), checkpoint)
 

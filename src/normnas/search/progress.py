@@ -4,12 +4,34 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, Progress, ProgressColumn, Task, TextColumn, TimeElapsedColumn
+from rich.text import Text
 
 from normnas.search.records import OBJECTIVES
 
 if TYPE_CHECKING:
     from normnas.search.runner import Budget, TrialEvent
+
+
+class _WallBar(BarColumn):
+    """A bar that fills with the elapsed time itself (redrawn every refresh, not per trial)."""
+
+    def render(self, task: Task) -> object:
+        if task.total is not None and task.elapsed is not None:
+            task.completed = min(task.elapsed, task.total)
+        return super().render(task)
+
+
+class _TimeLeft(ProgressColumn):
+    """Seconds left of a wall-time budget, counted down at every refresh."""
+
+    def __init__(self, wall_s: float) -> None:
+        super().__init__()
+        self.wall_s = wall_s
+
+    def render(self, task: Task) -> Text:
+        left = max(0.0, self.wall_s - (task.elapsed or 0.0))
+        return Text(f"left {left:.0f}s")
 
 
 class RichProgress:
@@ -20,13 +42,16 @@ class RichProgress:
         self.objective = objectives[0]
         self.sign = 1.0 if OBJECTIVES[self.objective] == "maximize" else -1.0
         self.best: float | None = None
+        by_time = budget.trials is None and budget.wall_s is not None
         self.progress = Progress(
             TextColumn("[bold]search"),
-            BarColumn(),
+            _WallBar() if by_time else BarColumn(),
             TextColumn("{task.fields[done]}"),
             TextColumn("best {task.fields[best]}"),
             TimeElapsedColumn(),
-            TextColumn("left {task.fields[left]}"),
+            _TimeLeft(budget.wall_s)
+            if budget.wall_s is not None
+            else TextColumn("left {task.fields[left]}"),
             transient=False,
         )
         total = budget.trials if budget.trials is not None else budget.wall_s

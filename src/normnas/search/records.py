@@ -1,13 +1,16 @@
 """How a trial is recorded in the study (user attributes) and read back.
 
-Per evaluated trial the runner writes ONE user attribute, `result`: a dict with `arch` (the
+Per evaluated trial the runner writes flat, numeric or short-string user attributes, so
+optuna-dashboard shows them whole (it cuts an attribute at 1,024 characters): `arch` (the
 space's string), `key` (string of the canonical arch), `status` (a TrialResult status, or
-`interrupted`), the metrics (`accuracy`, `params`, `flops`, `latency_ms`), `cost_s`, and when
-present `curve`, `error`, `extra`. A repeat of an architecture already evaluated gets only
-`duplicate_of` (the trial number whose result it reuses). On shared multi-machine storages a
-`worker` attribute ("host:pid") is written before evaluating, so a restart can tell a dead
-worker's RUNNING trial from a live one. One write per trial keeps SQLite studies fast: each
-write is a transaction.
+`interrupted`), the metrics `accuracy`, `params`, `flops`, `macs`, `latency_ms`, `cost_s`,
+`error` (one line, at most 300 characters) and each scalar of the evaluator's `extra` as
+`x.<name>`. The learning curve (valid accuracy per epoch) is stored as the trial's
+intermediate values, which the dashboard plots. A repeat of an architecture already
+evaluated gets only `duplicate_of` (the trial number whose result it reuses). Every
+evaluated trial also gets `worker` ("host:pid:start") before it runs, so a restart can
+tell a dead worker's RUNNING trial from a live one. Studies written by earlier versions
+(one JSON `result` attribute) are still read.
 """
 
 from __future__ import annotations
@@ -22,7 +25,11 @@ from optuna.trial import FrozenTrial, TrialState
 
 from normnas.search.result import TrialResult
 
-ATTR_RESULT = "result"
+ATTR_RESULT = "result"  # earlier versions: the whole result as one dict
+ATTR_STATUS = "status"
+EXTRA_PREFIX = "x."
+METRIC_ATTRS = ("accuracy", "params", "flops", "macs", "latency_ms", "cost_s")
+MAX_ERROR_CHARS = 300
 ATTR_DUPLICATE = "duplicate_of"
 ATTR_WORKER = "worker"
 ATTR_RETRY = "retry_of"
@@ -61,22 +68,61 @@ def objective_value(result: TrialResult | dict[str, Any], objective: str) -> flo
     return None if value is None else float(value)
 
 
-def result_attr(arch: str, key: str, status: str, result: TrialResult) -> dict[str, Any]:
-    """The compact `result` user attribute of an evaluated trial."""
-    out: dict[str, Any] = {
-        "arch": arch,
-        "key": key,
-        "status": status,
-        "cost_s": float(result.cost_s),
-    }
-    for name in ("accuracy", "params", "flops", "latency_ms", "error"):
-        value = getattr(result, name)
+def result_attrs(arch: str, key: str, status: str, result: TrialResult) -> dict[str, Any]:
+    """The flat user attributes of an evaluated trial (the curve goes elsewhere)."""
+    out: dict[str, Any] = {"arch": arch, "key": key, ATTR_STATUS: status}
+    for name in METRIC_ATTRS:
+        value = getattr(result, name, None)
         if value is not None:
-            out[name] = value
-    if result.curve:
-        out["curve"] = [float(v) for v in result.curve]
-    if result.extra:
-        out["extra"] = result.extra
+            out[name] = float(value) if name in ("accuracy", "latency_ms", "cost_s") else value
+    if result.error:
+        out["error"] = " ".join(str(result.error).split())[:MAX_ERROR_CHARS]
+    for name, value in (result.extra or {}).items():
+        if isinstance(value, (bool, int, float, str)) and not (
+            isinstance(value, str) and len(value) > MAX_ERROR_CHARS
+        ):
+            out[EXTRA_PREFIX + name] = value
+    return out
+
+
+def write_result(
+    study: optuna.Study, trial_id: int, attrs: dict[str, Any], curve: Sequence[float] = ()
+) -> None:
+    """Write a trial's attributes and its curve (as intermediate values) to the storage.
+
+    `status` is written last: a reader that sees it sees the whole result.
+    """
+    storage = study._storage
+    for step, value in enumerate(curve, start=1):
+        storage.set_trial_intermediate_value(trial_id, step, float(value))
+    for name, value in attrs.items():
+        if name != ATTR_STATUS:
+            storage.set_trial_user_attr(trial_id, name, value)
+    storage.set_trial_user_attr(trial_id, ATTR_STATUS, attrs[ATTR_STATUS])
+
+
+def mark_interrupted(study: optuna.Study, trial_id: int) -> None:
+    study._storage.set_trial_user_attr(trial_id, ATTR_STATUS, "interrupted")
+
+
+def result_of(trial: FrozenTrial) -> dict[str, Any] | None:
+    """The result dict of a trial (flat attributes or an older `result` attribute), or None."""
+    attrs = trial.user_attrs
+    legacy = attrs.get(ATTR_RESULT)
+    if isinstance(legacy, dict):
+        return legacy
+    status = attrs.get(ATTR_STATUS)
+    if status is None:
+        return None
+    out: dict[str, Any] = {"status": status, "extra": {}}
+    for name in ("arch", "key", "error", *METRIC_ATTRS):
+        if name in attrs:
+            out[name] = attrs[name]
+    for name, value in attrs.items():
+        if name.startswith(EXTRA_PREFIX):
+            out["extra"][name[len(EXTRA_PREFIX) :]] = value
+    if trial.intermediate_values:
+        out["curve"] = [trial.intermediate_values[k] for k in sorted(trial.intermediate_values)]
     return out
 
 
@@ -106,7 +152,7 @@ class TrialRecord:
     def of(cls, trial: FrozenTrial, original: TrialRecord | None = None) -> TrialRecord:
         """A record of `trial`; a duplicate takes arch, status and result from `original`."""
         attrs = trial.user_attrs
-        result = attrs.get(ATTR_RESULT) or {}
+        result = result_of(trial) or {}
         dup = attrs.get(ATTR_DUPLICATE)
         if dup is not None and original is not None:
             result = original.result

@@ -63,7 +63,44 @@ def _fmt(value: Any, kind: str) -> str:
     return f"{value:.2f}"
 
 
-def leaderboard(study: optuna.Study, space: Any, top: int = 5) -> Table:
+STOPPED = {
+    "trials": "the trial budget",
+    "wall": "the time budget",
+    "cost": "the cost budget",
+    "exhausted": "exhausting the space",
+    "duplicates": "a long run of proposals with nothing new",
+    "infeasible": "nothing meeting the constraints",
+}
+
+
+def finalist_latency(outcome: Any, space: Any, top: int = 5) -> dict[int, float]:
+    """Measured batch-1 CPU latency (ms) of the leaderboard's finalists, by trial number.
+
+    FLOPs alone mislead (pooling and memory-bound ops cost time they barely count), so the
+    finalists' latency is measured at print time when the search did not record it.
+    """
+    from normnas.train import measure_latency
+
+    data = getattr(outcome, "data", None)
+    if data is None:
+        return {}
+    study = outcome.study
+    out: dict[int, float] = {}
+    for r in _top(study, top):
+        if r.result.get("latency_ms") is not None:
+            continue
+        try:
+            model = space.build(space.from_params(r.params), data.num_classes, data.in_channels)
+            h, w = data.image_size
+            out[r.number] = measure_latency(
+                model, (data.in_channels, h, w), batch_size=1, device="cpu"
+            ).median_ms
+        except Exception:  # a figure for the table, never a reason to fail the command
+            continue
+    return out
+
+
+def _top(study: optuna.Study, top: int) -> list[rec.TrialRecord]:
     recs = rec.records(study)
     front = rec.best_records(study, recs)
     done = [r for r in recs if r.evaluated and r.status == "ok" and r.values]
@@ -73,6 +110,15 @@ def leaderboard(study: optuna.Study, space: Any, top: int = 5) -> Table:
     for r in front:  # a multi-objective front is always shown
         if r not in shown:
             shown.append(r)
+    return shown
+
+
+def leaderboard(
+    study: optuna.Study, space: Any, top: int = 5, latency_of: dict[int, float] | None = None
+) -> Table:
+    front = rec.best_records(study)
+    shown = _top(study, top)
+    latency_of = latency_of or {}
     table = Table(title=f"leaderboard of {study.study_name} (valid accuracy)")
     for col in ("#", "arch", "accuracy", "params", "FLOPs", "latency ms", "norm·placement"):
         table.add_column(col, overflow="fold")
@@ -87,21 +133,31 @@ def leaderboard(study: optuna.Study, space: Any, top: int = 5) -> Table:
             _fmt(m.get("accuracy"), "acc"),
             _fmt(m.get("params"), "int"),
             _fmt(m.get("flops"), "int"),
-            _fmt(m.get("latency_ms"), "ms"),
+            _fmt(m.get("latency_ms", latency_of.get(r.number)), "ms"),
             norm_choices(space, r.params),
         )
     return table
 
 
-def counts(study: optuna.Study) -> dict[str, int]:
-    c: Counter[str] = Counter()
-    for r in rec.records(study):
-        c[r.state.name.lower()] += 1
-        if r.duplicate_of is not None:
-            c["duplicate"] += 1
-        elif r.status:
-            c[r.status] += 1
-    return dict(c)
+def trial_category(r: rec.TrialRecord, owner_alive: Any = None) -> str:
+    """The one word a trial is counted under: its status, 'duplicate', or its state.
+
+    `owner_alive(trial_number) -> bool | None` tells a RUNNING trial of a dead worker.
+    """
+    if r.duplicate_of is not None:
+        return "duplicate"
+    if r.status:
+        return r.status
+    if r.state == optuna.trial.TrialState.RUNNING:
+        if owner_alive is not None and owner_alive(r.number) is False:
+            return "running (owner gone)"
+        return "running"
+    return r.state.name.lower()
+
+
+def counts(study: optuna.Study, owner_alive: Any = None) -> dict[str, int]:
+    """Trials by category, each trial counted once."""
+    return dict(Counter(trial_category(r, owner_alive) for r in rec.records(study)))
 
 
 def print_outcome(outcome: Any, cfg: Any) -> None:
@@ -110,16 +166,22 @@ def print_outcome(outcome: Any, cfg: Any) -> None:
     console = Console()
     study = outcome.study
     space = make_space(cfg.space.name, cfg.space.space_options(), cfg.space.recipe)
-    console.print(leaderboard(study, space))
+    console.print(leaderboard(study, space, latency_of=finalist_latency(outcome, space)))
     c = counts(study)
     s = outcome.summary
     line = f"trials: {c.get('ok', 0)} ok"
-    for k in ("duplicate", "infeasible", "pruned", "failed", "diverged", "interrupted"):
+    for k in ("duplicate", "infeasible", "pruned", "failed", "diverged", "timeout", "interrupted"):
         if c.get(k):
             line += f", {c[k]} {k}"
     if s is not None:
-        line += f"; this run {s.wall_s:.0f}s, stopped by {s.stopped_by}"
+        line += f"; search {_secs(s.wall_s)}, stopped by {STOPPED.get(s.stopped_by, s.stopped_by)}"
+    if outcome.final_s is not None:
+        line += f"; final retrain {_secs(outcome.final_s)}"
+    if outcome.wall_s is not None:
+        line += f"; whole command {_secs(outcome.wall_s)}"
     console.print(line)
+    for note in outcome.notes:
+        console.print(f"note: {escape(note)}")
     if outcome.recovered:
         console.print(f"resumed: trials {outcome.recovered} were interrupted and re-queued")
     if outcome.best is not None and outcome.test_accuracy is not None:
@@ -132,9 +194,13 @@ def print_outcome(outcome: Any, cfg: Any) -> None:
         console.print(f"model   {outcome.model_path}")
 
 
-def print_status(study: optuna.Study, url: str) -> None:
+def _secs(seconds: float) -> str:
+    return f"{seconds:.1f}s" if seconds < 10 else f"{seconds:.0f}s"
+
+
+def print_status(study: optuna.Study, url: str, owner_alive: Any = None) -> None:
     console = Console()
-    c = counts(study)
+    c = counts(study, owner_alive)
     console.print(f"study {study.study_name} in {url}")
     console.print(", ".join(f"{k}: {v}" for k, v in sorted(c.items())) or "no trials")
     front = rec.best_records(study)

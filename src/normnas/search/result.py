@@ -22,7 +22,10 @@ class TrialResult:
     status: Status
     accuracy: float | None = None  # validation accuracy: the only accuracy a search reads
     params: int | None = None
-    flops: int | None = None  # multiply-adds of one forward pass on one sample
+    # one forward pass on one sample: every op (normnas.train.cost's convention), and the
+    # multiply-adds of conv/linear alone
+    flops: int | None = None
+    macs: int | None = None
     latency_ms: float | None = None  # median, batch 1
     cost_s: float = 0.0  # seconds consumed: measured, or simulated by a table
     curve: list[float] = field(default_factory=list)  # valid accuracy per epoch

@@ -7,9 +7,16 @@ Budget semantics (documented choices):
 - `cost_s` follows NAS-Bench-201's own REA/random-search code: a new query is made while
   the spent cost is below the budget, and the query that crosses the budget still counts.
   Spent cost includes the trials already in the study.
-- `wall_s` is this run's real time, checked before each trial (a running trial finishes).
+- `wall_s` is this run's real time. Each trial gets the time left (less `reserve_s()`, the
+  time kept for what follows the search, e.g. the final retrain) as its limit, when its
+  evaluator accepts a `time_limit_s` argument (training does): a trial cut short is
+  recorded as `timeout` with the epochs it reached. No trial starts when the time left is
+  under the median duration of this run's finished trials (it would likely be cut).
 - The run also stops when the sampler flags the space exhausted, or after
-  `max(10 × trials budget, 1000)` consecutive duplicates.
+  `max(10 × trials budget, 1000)` consecutive proposals that brought nothing new
+  (duplicates and infeasible architectures), or — while no feasible architecture has been
+  found at all — after `max_infeasible` infeasible proposals (`stopped_by="infeasible"`;
+  the summary says which constraint excluded them).
 
 Infeasible architectures (a constraint violated, checked through `evaluator.cost_metrics`
 before evaluating) are told as FAIL with status `infeasible` and cost nothing: samplers
@@ -19,8 +26,10 @@ with their status, pruned ones as PRUNED; the search goes on.
 
 from __future__ import annotations
 
+import inspect
 import os
 import socket
+import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -103,6 +112,10 @@ class SearchSummary:
     wall_s: float
     stopped_by: str
     extra: dict[str, Any] = field(default_factory=dict)
+    # why infeasible architectures were excluded: "params > max_params 1" -> count
+    infeasible_reasons: dict[str, int] = field(default_factory=dict)
+    first_error: str | None = None  # of this run's failed/diverged trials
+    status_counts: dict[str, int] = field(default_factory=dict)  # this run, by status
 
     @property
     def best(self) -> rec.TrialRecord | None:
@@ -134,9 +147,8 @@ class _Ledger:
         if t.number in self.seen or not t.state.is_finished():
             return
         self.seen.add(t.number)
-        attrs = t.user_attrs
-        result = attrs.get(rec.ATTR_RESULT)
-        if result is None or attrs.get(rec.ATTR_DUPLICATE) is not None:
+        result = rec.result_of(t)
+        if result is None or t.user_attrs.get(rec.ATTR_DUPLICATE) is not None:
             return
         status = result.get("status", "ok")
         if status in rec.COUNTED:
@@ -169,9 +181,20 @@ def _report_fn(trial: optuna.Trial) -> ReportFn:
     return report
 
 
-def _safe_evaluate(evaluator: Evaluator, arch: Arch, report: ReportFn | None) -> TrialResult:
+def accepts_time_limit(evaluator: Evaluator) -> bool:
+    try:
+        return "time_limit_s" in inspect.signature(evaluator.evaluate).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _safe_evaluate(
+    evaluator: Evaluator, arch: Arch, report: ReportFn | None, time_limit_s: float | None = None
+) -> TrialResult:
     start = time.perf_counter()
     try:
+        if time_limit_s is not None:
+            return evaluator.evaluate(arch, None, report, time_limit_s=time_limit_s)  # type: ignore[call-arg]
         return evaluator.evaluate(arch, None, report)
     except Exception as exc:  # an evaluator bug must not end the search
         line = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
@@ -204,6 +227,8 @@ def run_search(
     record_worker: bool | None = None,
     callback: Callable[[TrialEvent], None] | None = None,
     wait_poll_s: float = 0.2,
+    reserve_s: Callable[[], float] | None = None,
+    max_infeasible: int = 200,
 ) -> SearchSummary:
     """Run the search loop on `study` until the first budget limit; see the module doc.
 
@@ -214,6 +239,8 @@ def run_search(
     `TrialEvent` after each trial; `progress=True` shows a rich progress bar.
     `record_worker` writes a `worker` attribute before each evaluation (default: only on
     multi-machine RDB storages such as PostgreSQL/MySQL, where restarts need it).
+    `reserve_s()` is the wall time to keep free for after the search (see the module doc);
+    `max_infeasible` bounds the proposals made while nothing feasible has been found.
     """
     objs = _check_study(study, objectives)
     if record_worker is None:
@@ -228,7 +255,12 @@ def run_search(
         raise ValueError("constraints need an evaluator with a cost_metrics(arch, names) method")
     max_streak = max(10 * budget.trials, 1000) if budget.trials else 1000
     counts = {"evaluated": 0, "duplicates": 0, "infeasible": 0, "failed": 0, "pruned": 0}
-    streak = 0
+    by_status: dict[str, int] = {}
+    reasons: dict[str, int] = {}
+    first_error: str | None = None
+    durations: list[float] = []  # of this run's evaluated trials, for the time rule
+    timed = budget.wall_s is not None and accepts_time_limit(evaluator)
+    streak = 0  # proposals in a row that brought no new feasible architecture
     shared = False
     size = len(space) if hasattr(space, "__len__") else None  # type: ignore[arg-type]
     bar = _progress_bar(budget, objs) if progress else None
@@ -242,11 +274,28 @@ def run_search(
     def spent() -> float:
         return ledger.spent if count_existing else own["spent"]
 
+    def time_left() -> float | None:
+        if budget.wall_s is None:
+            return None
+        reserve = reserve_s() if reserve_s is not None else 0.0
+        return budget.wall_s - (time.perf_counter() - t0) - reserve
+
     try:
         while True:
             stopped_by = _stop_reason(study, budget, counted(), spent(), time.perf_counter() - t0)
+            left = time_left()
+            if not stopped_by and left is not None:
+                typical = statistics.median(durations) if durations else 0.0
+                if left <= 0 or left < typical:  # it could not finish: don't start it
+                    stopped_by = "wall"
             if not stopped_by and streak >= max_streak:
                 stopped_by = "duplicates"
+            if (
+                not stopped_by
+                and counts["infeasible"] >= max_infeasible
+                and not _any_feasible(ledger)
+            ):
+                stopped_by = "infeasible"
             if not stopped_by and dedup and size is not None and len(ledger.entries) >= size:
                 stopped_by = "exhausted"  # every architecture has a recorded result
             if stopped_by:
@@ -267,7 +316,6 @@ def run_search(
                     streak += 1
                     status, dup, values = entry.status, entry.number, entry.values
                 else:
-                    streak = 0
                     if record_worker:
                         trial.set_user_attr(rec.ATTR_WORKER, WORKER_ID)
                     result = None
@@ -282,9 +330,16 @@ def run_search(
                                 flops=metrics.get("flops"),
                                 latency_ms=metrics.get("latency_ms"),
                             )
+                            reason = why.split(" ", 1)[0]
+                            reasons[reason] = reasons.get(reason, 0) + 1
                     if result is None:
                         report = _report_fn(trial) if use_report else None
-                        result = _safe_evaluate(evaluator, arch, report)
+                        limit = time_left() if timed else None
+                        result = _safe_evaluate(
+                            evaluator, arch, report, None if limit is None else max(limit, 0.1)
+                        )
+                        durations.append(float(result.cost_s))
+                        streak = 0
                     status, dup, values = _record(
                         study, trial, space.to_str(arch), key, result, objs, ledger, shared
                     )
@@ -295,12 +350,17 @@ def run_search(
                         counts["duplicates"] += 1
                     elif status == "infeasible":
                         counts["infeasible"] += 1
+                        streak += 1
                     else:
                         counts["evaluated"] += 1
                         if status == "pruned":
                             counts["pruned"] += 1
                         elif status != "ok":
                             counts["failed"] += 1
+                            if first_error is None and result.error:
+                                first_error = f"#{trial.number} {status}: {result.error}"
+                    if dup is None:
+                        by_status[status] = by_status.get(status, 0) + 1
             except BaseException:
                 _interrupt(study, trial)
                 raise
@@ -334,7 +394,15 @@ def run_search(
         spent_cost_s=spent(),
         wall_s=time.perf_counter() - t0,
         stopped_by=stopped_by,
+        infeasible_reasons=reasons,
+        first_error=first_error,
+        status_counts=by_status,
     )
+
+
+def _any_feasible(ledger: _Ledger) -> bool:
+    """Has the study a recorded architecture that met the constraints?"""
+    return any(e.status != "infeasible" for e in ledger.entries.values())
 
 
 def _stop_reason(
@@ -387,7 +455,9 @@ def _record(
             ledger.spent += float(result.cost_s) if status in rec.COUNTED else 0.0
             _tell_duplicate(study, trial, twin)
             return twin.status, twin.number, twin.values
-    trial.set_user_attr(rec.ATTR_RESULT, rec.result_attr(arch, key, status, result))
+    rec.write_result(
+        study, trial._trial_id, rec.result_attrs(arch, key, status, result), result.curve
+    )
     if status == "ok":
         state = TrialState.COMPLETE
         study.tell(trial, values)

@@ -1,8 +1,20 @@
-"""A whole search run from a RunConfig: study, search (inline or workers), final model."""
+"""A whole search run from a RunConfig: study, search (inline or workers), final model.
+
+Checks made before any trial runs, each a one-line `UserError`: the device exists, the
+data's images are large enough for the space, and a study being resumed was made with
+the same space, data and training (its fingerprint; `force` records the change instead).
+`cfg.time` is the wall time of the whole run counted from `started` (loading data and the
+final retrain included): the search keeps back an estimate of the final retrain's time,
+and the final retrain is capped by what is left.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import shlex
+import sys
+import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -10,9 +22,17 @@ import numpy as np
 import optuna
 
 from normnas.config import RunConfig
+from normnas.errors import (
+    DeviceError,
+    NothingFeasibleError,
+    SearchFailedError,
+    SearchInterrupted,
+    StudyMismatchError,
+    UserError,
+)
 from normnas.search import records as rec
 from normnas.search.runner import Budget, Constraints, SearchSummary, run_search
-from normnas.search.spaces import make_space, space_spec
+from normnas.search.spaces import make_space, network_part, space_spec
 from normnas.search.strategies import make_pruner, make_sampler
 from normnas.search.study import (
     META_ATTR,
@@ -38,6 +58,12 @@ class SearchOutcome:
     model_path: Path | None
     storage: str
     recovered: list[int] = dataclasses.field(default_factory=list)
+    final_s: float | None = None  # wall time of the final retrain
+    final_status: str | None = None  # "ok", or "timeout" when --time cut it short
+    failure: UserError | None = None  # set when no trial succeeded (the command exits 1)
+    wall_s: float | None = None  # the whole run
+    notes: list[str] = dataclasses.field(default_factory=list)  # lines for the user
+    data: Any = None  # the DataBundle searched on
 
 
 @dataclasses.dataclass
@@ -62,7 +88,14 @@ def build_parts(cfg: RunConfig, space: SearchSpace | None = None, data: Any = No
     if space is None:
         space = make_space(cfg.space.name, cfg.space.space_options(), cfg.space.recipe)
     if data is None:
-        data = load(cfg.data, root=cfg.data_root, valid_fraction=cfg.valid_fraction, seed=cfg.seed)
+        data = load(
+            cfg.data,
+            root=cfg.data_root,
+            **({} if cfg.verify else {"verify": False}),  # TODO(lead): plain once load() has it
+            valid_fraction=cfg.valid_fraction,
+            seed=cfg.seed,
+        )
+    check_image_size(space, data)
     constraints = Constraints(**cfg.constraints.model_dump())
     tc = train_config(cfg)
     evaluator = TrainEvaluator(space, data, tc, cfg.objectives, constraints=constraints)
@@ -82,58 +115,247 @@ def make_study(cfg: RunConfig, space: SearchSpace, storage: Any, index: int = 0)
     return open_study(cfg.study_name, storage, rec.directions(cfg.objectives), sampler, pruner)
 
 
+def check_device(device: str) -> None:
+    """DeviceError when `device` cannot run here (before any trial fails on it)."""
+    if device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            why = "torch was built without CUDA" if torch.version.cuda is None else "no GPU found"
+            raise DeviceError(
+                f"--device cuda: CUDA is not available here ({why}); use --device cpu"
+            )
+
+
+def check_image_size(space: SearchSpace, data: Any) -> None:
+    """DataError when the data's images are smaller than every network of the space needs."""
+    from normnas.errors import DataError
+
+    net_space, *_ = network_part(space, space.sample(np.random.default_rng(0)))
+    need = getattr(net_space, "min_image_size", None)
+    size = getattr(data, "image_size", None)
+    if need is None or size is None:
+        return
+    if min(size) < need:
+        raise DataError(
+            f"--data {getattr(data, 'name', '?')}: images are {size[0]}x{size[1]}, but the "
+            f"space {net_space.name!r} needs at least {need}x{need} (its strides shrink "
+            "smaller images to 1x1 maps, where normalization cannot train); "
+            "resize the images or use fewer stride-2 stages"
+        )
+
+
+def fingerprint(cfg: RunConfig, space: SearchSpace) -> dict[str, Any]:
+    """What defines a study's results: rerunning with a change would mix incomparable trials."""
+    data: dict[str, Any] = {"name": cfg.data}
+    path = Path(cfg.data.split(":", 1)[1] if ":" in cfg.data[2:] else cfg.data).expanduser()
+    if path.exists():
+        data["path"] = str(path.resolve())
+        if path.is_file():
+            data["bytes"] = path.stat().st_size
+    return {
+        "space": space_spec(space),
+        "data": data,
+        "valid_fraction": cfg.valid_fraction,
+        "seed": cfg.seed,
+        "train": cfg.train.model_dump(mode="json"),
+        "objectives": list(cfg.objectives),
+    }
+
+
+def _flat(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, Mapping):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def fingerprint_change(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    """Each differing entry as 'key: recorded → now'."""
+    a, b = _flat(old), _flat(new)
+    return [
+        f"{k}: {a.get(k, '-')!r} recorded, {b.get(k, '-')!r} now"
+        for k in sorted(set(a) | set(b))
+        if a.get(k) != b.get(k)
+    ]
+
+
+def check_fingerprint(study: optuna.Study, print_: dict[str, Any], force: bool) -> list[str]:
+    """StudyMismatchError when a study with trials was made differently; returns changes."""
+    meta = study.user_attrs.get(META_ATTR) or {}
+    old = meta.get("fingerprint")
+    if old is None or not study.get_trials(deepcopy=False):
+        return []
+    changes = fingerprint_change(old, print_)
+    if changes and not force:
+        more = f" (and {len(changes) - 1} more)" if len(changes) > 1 else ""
+        raise StudyMismatchError(
+            f"study {study.study_name!r} was run differently: {changes[0]}{more}; "
+            "pass --study NEW for a new study, or --force to continue it and record the change"
+        )
+    return changes
+
+
+def resume_command() -> str:
+    """The command line that resumes this run (the same arguments)."""
+    args = sys.argv[1:]
+    return "normnas " + shlex.join(args) if args else ""
+
+
+def final_reserve(study: optuna.Study, data: Any) -> float:
+    """Expected wall time of the final retrain: the best trial's cost scaled to train+valid."""
+    front = rec.best_records(study)
+    if not front:
+        return 0.0
+    cost = float(front[0].result.get("cost_s", 0.0))
+    n_train, n_valid = len(data.train), len(data.valid)
+    # a margin for what a trial's cost leaves out: the test pass, the checkpoint, timing noise
+    return 1.25 * cost * (n_train + n_valid) / max(n_train, 1) + 1.0
+
+
+def failure_of(study: optuna.Study, summary: SearchSummary | None) -> UserError | None:
+    """SearchFailedError when the study has no successful trial (None otherwise)."""
+    if rec.best_records(study):
+        return None
+    recs = [r for r in rec.records(study) if r.duplicate_of is None and r.status]
+    by: dict[str, int] = {}
+    for r in recs:
+        by[r.status] = by.get(r.status, 0) + 1  # type: ignore[index]
+    if summary is not None and summary.stopped_by == "infeasible":
+        why = ", ".join(
+            f"{constraint_flag(k)} excluded {n}" for k, n in summary.infeasible_reasons.items()
+        )
+        return NothingFeasibleError(
+            f"no architecture met the constraints in {summary.n_infeasible} proposals ({why}); "
+            "relax the limit or use a smaller space"
+        )
+    n = sum(by.values())
+    parts = ", ".join(f"{v} {k}" for k, v in sorted(by.items(), key=lambda p: -p[1]))
+    first = next((r for r in recs if r.result.get("error")), None)
+    err = f"; first error (#{first.number}): {first.result['error']}" if first else ""
+    return SearchFailedError(f"0 of {n} trials succeeded: {parts or 'none ran'}{err}")
+
+
+def constraint_flag(metric: str) -> str:
+    return {"params": "--max-params", "flops": "--max-flops", "latency_ms": "--max-latency-ms"}.get(
+        metric, metric
+    )
+
+
 def run(
     cfg: RunConfig,
     space: SearchSpace | None = None,
     data: Any = None,
     progress: bool = False,
+    started: float | None = None,
 ) -> SearchOutcome:
+    """The whole run; `started` (time.monotonic()) is when the command began (for `time`)."""
+    t0 = time.monotonic() if started is None else started
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    check_device(cfg.device)
     url = cfg.storage or default_storage(cfg.workers)
     storage = open_storage(url)
     parts = build_parts(cfg, space, data)
     study = make_study(cfg, parts.space, storage)
+    print_ = fingerprint(cfg, parts.space)
+    changes = check_fingerprint(study, print_, cfg.force)
     recovered = recover_interrupted(study)
+    meta = dict(study.user_attrs.get(META_ATTR) or {})
+    history = list(meta.get("changes", [])) + ([{"forced": changes}] if changes else [])
     study.set_user_attr(
         META_ATTR,
         {
             "config": cfg.model_dump(mode="json"),
             "space": space_spec(parts.space),
             "versions": versions(),
+            "fingerprint": print_,
+            "changes": history,
+            "command": resume_command(),
         },
     )
-    budget = Budget(trials=cfg.trials, wall_s=cfg.time)
-    summary: SearchSummary | None
-    if cfg.workers > 1:
-        from normnas.execute.workers import run_workers
+    if not study.metric_names:
+        study.set_metric_names(list(cfg.objectives))
+    wall = None if cfg.time is None else cfg.time - (time.monotonic() - t0)
+    if wall is not None and wall <= 0:
+        raise UserError(f"--time {cfg.time:g}s was used up before the search began (loading)")
+    budget = Budget(trials=cfg.trials, wall_s=wall)
+    summary: SearchSummary | None = None
+    notes = [f"changed since the study began (--force): {c}" for c in changes]
+    try:
+        if cfg.workers > 1:
+            from normnas.execute.workers import run_workers
 
-        if space is not None or data is not None:
-            raise ValueError("workers > 1 needs the space and data given by name")
-        run_workers(cfg, url, budget, progress=progress)
-        summary = None
-    else:
-        summary = run_search(
-            study,
-            parts.space,
-            parts.evaluator,
-            budget,
-            cfg.objectives,
-            parts.constraints,
-            dedup=cfg.dedup,
-            progress=progress,
-        )
+            if space is not None or data is not None:
+                raise UserError("--workers > 1 needs the space and data given by name")
+            report = run_workers(cfg, url, budget, progress=progress)
+            notes += list(getattr(report, "notes", []) or [])
+        else:
+            summary = run_search(
+                study,
+                parts.space,
+                parts.evaluator,
+                budget,
+                cfg.objectives,
+                parts.constraints,
+                dedup=cfg.dedup,
+                progress=progress,
+                reserve_s=(lambda: final_reserve(study, parts.data)) if cfg.final else None,
+            )
+    except KeyboardInterrupt:
+        raise SearchInterrupted(
+            "search stopped; the running trial was marked interrupted and will be re-run "
+            "on resume (finished trials are kept)",
+            resume=resume_command(),
+        ) from None
     front = rec.best_records(study)
     best = front[0] if front else None
-    test_acc, model_path = None, None
+    failure = failure_of(study, summary)
+    test_acc, model_path, final_s, final_status = None, None, None, None
     if cfg.final and best is not None:
         from normnas.search import final
 
         arch = parts.space.from_params(best.params)
-        fm = final.retrain(
-            parts.space, arch, parts.data, parts.train_config, cfg.study_name, best.number
-        )
+        tc = parts.train_config
+        if cfg.time is not None:
+            left = max(cfg.time - (time.monotonic() - t0), 1.0)
+            cap = tc.max_time_s
+            tc = dataclasses.replace(tc, max_time_s=left if cap is None else min(cap, left))
+        f0 = time.monotonic()
+        try:
+            fm = final.retrain(parts.space, arch, parts.data, tc, cfg.study_name, best.number)
+        except KeyboardInterrupt:
+            raise SearchInterrupted(
+                "final retrain stopped; the search's trials are all kept",
+                resume=resume_command(),
+            ) from None
+        final_s = time.monotonic() - f0
+        final_status = str(fm.checkpoint.get("final_status", "ok"))
         model_path = final.save(fm, storage_dir(url) / f"{cfg.study_name}-best.pt")
         test_acc = fm.test_accuracy
         study.set_user_attr("model_path", str(model_path))
         study.set_user_attr("test_accuracy", test_acc)
-    return SearchOutcome(study, summary, best, front, test_acc, model_path, url, recovered)
+        study.set_user_attr("final_s", final_s)
+        if final_status == "timeout":
+            notes.append(
+                f"the final retrain was cut by --time after {fm.checkpoint.get('epochs_run')} of "
+                f"{tc.epochs} epochs; its test accuracy is of that shorter training"
+            )
+    return SearchOutcome(
+        study,
+        summary,
+        best,
+        front,
+        test_acc,
+        model_path,
+        url,
+        recovered,
+        final_s=final_s,
+        final_status=final_status,
+        failure=failure,
+        wall_s=time.monotonic() - t0,
+        notes=notes,
+        data=parts.data,
+    )

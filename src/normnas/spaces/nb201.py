@@ -143,6 +143,13 @@ class NB201Space:
         """NAS-Bench-201 index of the cell (its row in the benchmark's tables)."""
         return _index_of()[self.validate(arch)]
 
+    @property
+    def min_image_size(self) -> int:
+        """Smallest input side keeping every feature map at least 2x2, as MacroSpace does: the
+        two stride-2 reduction blocks take 8 to 2 (a 1x1 map fails BN on a batch of one, and
+        below 4 the reductions' 2x2 pooling has nothing to pool)."""
+        return 8
+
     def __len__(self) -> int:
         return len(OPS) ** len(EDGES)
 

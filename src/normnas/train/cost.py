@@ -1,23 +1,53 @@
-"""What a model costs: trainable parameters, multiply-adds per sample, latency.
+"""What a model costs: trainable parameters, operations per sample, latency.
 
-`count_flops` reports multiply-adds (MACs) for ONE sample: `input_shape` is the shape of
-one sample without the batch dimension, e.g. (3, 32, 32). torch's FlopCounterMode counts
-2 FLOPs per multiply-add of convolutions and matrix products; we divide by 2. Only those
-(and the other ops torch's counter knows, like attention) are counted: norms, activations,
-pooling and bias additions are not, as is usual for MAC counts.
+Operation counts are for ONE forward pass of ONE sample in eval mode: `input_shape` is the
+shape of one sample without the batch dimension, e.g. (3, 32, 32). They are counted on the
+aten ops the forward pass runs (torch's FlopCounterMode with our formulas added), so
+functional code such as the sums of a cell's nodes is counted as well as modules.
+
+Convention (one "op" = one multiply-add = one addition, compare or activation):
+
+- `count_macs`: multiply-adds of convolutions, linear layers, matrix products and attention,
+  1 per multiply-add (torch's counter gives 2 FLOPs each; we halve it). Their bias additions
+  are not counted (they start the accumulator). Nothing else is counted: this is the usual
+  MAC figure, and what `count_flops` reported before it counted the rest.
+- `count_flops`: those MACs PLUS the work that has no multiply-add:
+  - pooling: one op per window element per output element, so avg and max pool with a k×k
+    kernel cost k·k per output element (padding, stride and `count_include_pad` do not
+    change it); adaptive pools by their actual windows; a global average pool (a mean) and
+    other sums/means one op per input element; var/std two per input element;
+  - normalization: BN in eval mode (always, here) 1 per element (a per-channel scale and
+    shift: one multiply-add once folded); norms that compute statistics of the input
+    (layer, group, instance, RMS, BN in training mode) 4 per element (mean 1, variance 2,
+    normalize with the affine folded in 1);
+  - activations (ReLU, GELU, SiLU, sigmoid, tanh, hardswish, ...) 1 per element; softmax and
+    log-softmax 3 per element (exp, sum, divide);
+  - elementwise arithmetic (add, sub, mul, div, addcmul, pow, sqrt, exp, ...: the sums of
+    residual connections and cell nodes, SE gates) 1 per output element.
+  Reshapes, copies, concatenation, padding, upsampling and dropout (off in eval) are free.
+
+The same layer written with other ops counts as those ops (e.g. `normnas.nn.BatchNorm` in
+eval: a subtract and a multiply-add, 2 per element). A BN folded into the conv before it
+(`normnas.nn.fold_bn`) costs nothing, so count the folded model to see the deployed figure.
+A FLOP count cannot show that some kernels are slow on some hardware (e.g. CPU avg pool
+with `count_include_pad=False`): measure latency for that.
 """
 
 from __future__ import annotations
 
 import copy
+import math
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
+
+aten = torch.ops.aten
 
 
 @dataclass
@@ -27,6 +57,22 @@ class Latency:
     median_ms: float
     iqr_ms: float
     runs: int
+
+
+@dataclass(frozen=True)
+class OpCounts:
+    """Operations of one forward pass of one sample, by kind (see the module docstring)."""
+
+    macs: int  # multiply-adds of conv / linear / matmul / attention
+    pool: int  # pooling and reductions (mean, sum, var)
+    norm: int  # normalization layers
+    activation: int  # activations, softmax
+    elementwise: int  # add, mul, ...: residual and node sums among them
+
+    @property
+    def flops(self) -> int:
+        """Total operations: the MACs plus every other kind."""
+        return self.macs + self.pool + self.norm + self.activation + self.elementwise
 
 
 def count_params(model: nn.Module) -> int:
@@ -49,22 +95,155 @@ def _sample_shape(input_shape: Sequence[int]) -> tuple[int, ...]:
     return shape
 
 
-def count_flops(model: nn.Module, input_shape: Sequence[int]) -> int:
-    """Multiply-adds of one forward pass on ONE sample of shape `input_shape` (no batch dim).
+# ---- formulas: torch's FlopCounterMode calls them with shapes for tensors, the other
+# arguments as they are, and `out_shape` (a tuple of shapes for multi-output ops)
+
+Formula = Callable[..., int]
+
+
+def _first_shape(shape: Any) -> torch.Size:
+    # max_pool*_with_indices and native_batch_norm return tuples; the first is the result
+    return shape if isinstance(shape, torch.Size) else shape[0]
+
+
+def _per_output(ops: int) -> Formula:
+    def formula(*args: Any, out_shape: Any, **kwargs: Any) -> int:
+        return ops * math.prod(_first_shape(out_shape))
+
+    return formula
+
+
+def _per_input(ops: int) -> Formula:
+    def formula(x: torch.Size, *args: Any, out_shape: Any, **kwargs: Any) -> int:
+        return ops * math.prod(x)
+
+    return formula
+
+
+def _pool(dims: int) -> Formula:
+    """k1·k2·... per output element (the kernel's volume): avg/max pool with kernel_size."""
+
+    def formula(x: torch.Size, kernel_size: Sequence[int], *args: Any, **kwargs: Any) -> int:
+        kernel = list(kernel_size)
+        if len(kernel) == 1:  # a square (cubic) kernel given as one number
+            kernel = kernel * dims
+        return math.prod(kernel) * math.prod(_first_shape(kwargs["out_shape"]))
+
+    return formula
+
+
+def _adaptive_window(size_in: int, size_out: int) -> int:
+    """Sum of the window lengths of an adaptive pool along one dim (as torch slices it)."""
+    return sum(
+        -((-(i + 1) * size_in) // size_out) - (i * size_in) // size_out for i in range(size_out)
+    )
+
+
+def _adaptive_pool(dims: int) -> Formula:
+    def formula(x: torch.Size, *args: Any, out_shape: Any, **kwargs: Any) -> int:
+        out = _first_shape(out_shape)
+        lead = math.prod(out[:-dims])
+        windows = [_adaptive_window(i, o) for i, o in zip(x[-dims:], out[-dims:], strict=True)]
+        return lead * math.prod(windows)
+
+    return formula
+
+
+def _batch_norm(x: torch.Size, *args: Any, out_shape: Any, **kwargs: Any) -> int:
+    """1 per element with running stats (eval), 4 when it computes the batch's statistics."""
+    flags = [a for a in args if isinstance(a, bool)]  # `training`, wherever the overload has it
+    training = flags[0] if flags else bool(kwargs.get("training", True))
+    return (4 if training else 1) * math.prod(x)
+
+
+def _packets(*names: str) -> list[Any]:
+    return [getattr(aten, n) for n in names if hasattr(aten, n)]
+
+
+def _formulas() -> dict[str, dict[Any, Formula]]:
+    """Our formulas by OpCounts field; torch's own registry provides the MACs."""
+    act = "relu hardtanh leaky_relu elu gelu silu sigmoid tanh hardswish hardsigmoid mish"
+    act += " threshold clamp clamp_min"
+    ew = "add sub mul div neg abs pow sqrt rsqrt exp log reciprocal maximum minimum addcmul"
+    ew += " addcdiv lerp"
+    activation = _packets(
+        *act.split(), *(n + "_" for n in act.split()), "softplus", "_prelu_kernel"
+    )
+    elementwise = _packets(*ew.split(), *(n + "_" for n in ew.split()), "rsub")
+    return {
+        "pool": {
+            **dict.fromkeys(_packets("avg_pool1d", "max_pool1d"), _pool(1)),
+            **dict.fromkeys(
+                _packets("avg_pool2d", "max_pool2d", "max_pool2d_with_indices"), _pool(2)
+            ),
+            **dict.fromkeys(
+                _packets("avg_pool3d", "max_pool3d", "max_pool3d_with_indices"), _pool(3)
+            ),
+            **dict.fromkeys(
+                _packets("_adaptive_avg_pool2d", "adaptive_max_pool2d"), _adaptive_pool(2)
+            ),
+            **dict.fromkeys(
+                _packets("_adaptive_avg_pool3d", "adaptive_max_pool3d"), _adaptive_pool(3)
+            ),
+            **dict.fromkeys(_packets("mean", "sum"), _per_input(1)),
+            **dict.fromkeys(_packets("var", "std", "var_mean", "std_mean"), _per_input(2)),
+        },
+        "norm": {
+            **dict.fromkeys(_packets("native_batch_norm", "_native_batch_norm_legit"), _batch_norm),
+            **dict.fromkeys(_packets("_native_batch_norm_legit_no_training"), _per_input(1)),
+            **dict.fromkeys(
+                _packets("native_layer_norm", "native_group_norm", "_fused_rms_norm"),
+                _per_input(4),
+            ),
+        },
+        "activation": {
+            **dict.fromkeys(activation, _per_output(1)),
+            **dict.fromkeys(_packets("_softmax", "_log_softmax"), _per_output(3)),
+        },
+        "elementwise": dict.fromkeys(elementwise, _per_output(1)),
+    }
+
+
+_FORMULAS = _formulas()
+_KIND = {packet: kind for kind, table in _FORMULAS.items() for packet in table}
+
+
+def count_ops(model: nn.Module, input_shape: Sequence[int]) -> OpCounts:
+    """Operations of one forward pass on ONE sample of shape `input_shape` (no batch dim).
 
     Measured in eval mode on a batch of one zero input; the model's mode is restored.
     """
     shape = _sample_shape(input_shape)
     x = torch.zeros((1, *shape), device=_model_device(model))
+    mapping = {p: f for table in _FORMULAS.values() for p, f in table.items()}
+    counter = FlopCounterMode(display=False, custom_mapping=mapping)
     was_training = model.training
     model.eval()
     try:
-        counter = FlopCounterMode(display=False)
         with torch.no_grad(), counter:
             model(x)
     finally:
         model.train(was_training)
-    return counter.get_total_flops() // 2
+    totals = dict.fromkeys(("macs", *_FORMULAS), 0)
+    for packet, n in counter.get_flop_counts().get("Global", {}).items():
+        kind = _KIND.get(packet)
+        if kind is None:
+            totals["macs"] += n  # torch's registry: 2 FLOPs per multiply-add, halved below
+        else:
+            totals[kind] += n
+    totals["macs"] //= 2
+    return OpCounts(**totals)
+
+
+def count_macs(model: nn.Module, input_shape: Sequence[int]) -> int:
+    """Multiply-adds (conv, linear, matmul, attention) of one forward pass on ONE sample."""
+    return count_ops(model, input_shape).macs
+
+
+def count_flops(model: nn.Module, input_shape: Sequence[int]) -> int:
+    """Operations of one forward pass on ONE sample: the MACs plus pooling, norms, activations
+    and elementwise ops, under the convention of this module's docstring."""
+    return count_ops(model, input_shape).flops
 
 
 def _fold(model: nn.Module) -> nn.Module:

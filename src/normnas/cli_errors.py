@@ -1,0 +1,63 @@
+"""How every `normnas` command ends on an error: one line on stderr and an exit code.
+
+Each command is wrapped by `reported`; the exit code comes from `normnas.errors.EXIT_CODES`
+(one table for the whole command, so a new error type cannot leak a traceback). An error
+that is not ours is a bug: one line saying so, exit 70, and the traceback only with
+NORMNAS_DEBUG=1 — except `ValueError` and `OSError`, which the spaces, samplers and file
+readers raise for bad input (exit 2, as a UserError).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable
+from typing import Any, NoReturn, TypeVar
+
+import typer
+
+from normnas.errors import SearchInterrupted, exit_code, one_line
+
+F = TypeVar("F", bound=Callable[..., Any])
+INTERNAL_ERROR = 70  # EX_SOFTWARE
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def reported(fn: F) -> F:
+    """Run a command; map our errors to one line and their exit code."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (typer.Exit, typer.Abort, SystemExit):
+            raise
+        except SearchInterrupted as exc:
+            typer.echo(f"interrupted: {one_line(exc)}", err=True)
+            if exc.resume:
+                typer.echo(f"resume with: {exc.resume}", err=True)
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            typer.echo("interrupted", err=True)
+            raise typer.Exit(130) from None
+        except Exception as exc:
+            code = exit_code(exc)
+            if code is not None:
+                fail(one_line(exc), code)
+            if isinstance(exc, (ValueError, OSError)):
+                # validation in the spaces, samplers and loaders (bad options, unreadable
+                # files): the user's input, not a bug; the message names the culprit
+                fail(one_line(exc), 2)
+            if os.environ.get("NORMNAS_DEBUG"):
+                raise
+            fail(
+                f"internal error: {type(exc).__name__}: {one_line(exc)[:300]} "
+                "(rerun with NORMNAS_DEBUG=1 for the traceback, and please report it)",
+                INTERNAL_ERROR,
+            )
+
+    return wrapper  # type: ignore[return-value]

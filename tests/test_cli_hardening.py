@@ -1,0 +1,197 @@
+"""The search command when nothing goes right: each case ends in one line and a real exit code.
+
+Searches run on the embedded digits data with a tiny macro space (1 epoch per trial).
+"""
+
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from normnas.cli import app
+from normnas.search import records as rec
+from normnas.search.study import open_storage
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+TINY = """\
+space:
+  name: macro
+  options:
+    stages:
+      - {widths: [8, 16], min_blocks: 1, max_blocks: 1, stride: 1}
+      - {widths: [16, 24], min_blocks: 1, max_blocks: 1, stride: 2}
+    dropout: [0.0]
+train: {epochs: 1, batch_size: 64}
+strategy: random
+"""
+
+
+@pytest.fixture
+def tiny(tmp_path: Path) -> Path:
+    (tmp_path / "tiny.yaml").write_text(TINY)
+    return tmp_path
+
+
+def _invoke(args: list[str], cwd: Path):
+    old = Path.cwd()
+    os.chdir(cwd)
+    try:
+        return CliRunner().invoke(app, args)
+    finally:
+        os.chdir(old)
+
+
+def _errors(output: str) -> list[str]:
+    return [line for line in output.splitlines() if line.startswith("error:")]
+
+
+def _study(cwd: Path, name: str, url: str = "sqlite:///normnas.db") -> optuna.Study:
+    old = Path.cwd()
+    os.chdir(cwd)
+    try:
+        return optuna.load_study(study_name=name, storage=open_storage(url))
+    finally:
+        os.chdir(old)
+
+
+def test_nothing_feasible_stops_and_names_the_constraint(tiny):
+    args = ["search", "-c", "tiny.yaml", "--max-params", "1", "--trials", "3", "--study", "nf"]
+    result = _invoke(args, tiny)
+    assert result.exit_code == 1, result.output
+    (line,) = _errors(result.output)
+    assert "no architecture met the constraints" in line and "--max-params excluded" in line
+    assert "Traceback" not in result.output
+    statuses = {r.status for r in rec.records(_study(tiny, "nf")) if r.duplicate_of is None}
+    assert statuses == {"infeasible"}
+
+
+def test_a_run_where_every_trial_diverged_says_so_and_exits_1(tiny):
+    (tiny / "div.yaml").write_text(TINY.replace("epochs: 1,", "epochs: 1, lr: 1.0e+8,"))
+    result = _invoke(["search", "-c", "div.yaml", "--trials", "3", "--study", "d"], tiny)
+    assert result.exit_code == 1, result.output
+    (line,) = _errors(result.output)
+    assert line.startswith("error: 0 of 3 trials succeeded: 3 diverged; first error (#")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_device_cuda_without_cuda_is_refused_before_any_trial(tiny):
+    result = _invoke(["search", "-c", "tiny.yaml", "--device", "cuda", "--study", "c"], tiny)
+    assert result.exit_code == 2
+    assert _errors(result.output) == [_errors(result.output)[0]]
+    assert "--device cuda: CUDA is not available here" in result.output
+    assert not (tiny / "normnas.db").exists() or not _study_names(tiny)
+
+
+def _study_names(cwd: Path) -> list[str]:
+    url = f"sqlite:///{cwd / 'normnas.db'}"
+    return [s.study_name for s in optuna.get_all_study_summaries(open_storage(url))]
+
+
+def test_images_too_small_for_the_space_are_refused_at_load_time(tiny):
+    rng = np.random.default_rng(0)
+    path = tiny / "small.npz"
+    np.savez(path, x=rng.integers(0, 255, (60, 2, 2, 1), dtype=np.uint8), y=np.arange(60) % 3)
+    result = _invoke(["search", "-c", "tiny.yaml", "--data", f"npz:{path}"], tiny)
+    assert result.exit_code == 2
+    (line,) = _errors(result.output)
+    assert "images are 2x2" in line and "needs at least 3x3" in line
+
+
+def test_rerun_with_other_training_is_refused_then_forced(tiny):
+    base = ["search", "-c", "tiny.yaml", "--trials", "2", "--study", "fp", "--no-final"]
+    assert _invoke(base, tiny).exit_code == 0
+    changed = _invoke([*base, "--trials", "3", "--epochs", "2"], tiny)
+    assert changed.exit_code == 2
+    (line,) = _errors(changed.output)
+    assert "study 'fp' was run differently: train.epochs: 1 recorded, 2 now" in line
+    assert "--study NEW" in line and "--force" in line
+    forced = _invoke([*base, "--trials", "3", "--epochs", "2", "--force"], tiny)
+    assert forced.exit_code == 0, forced.output
+    meta = _study(tiny, "fp").user_attrs["normnas"]
+    assert any("train.epochs" in c for entry in meta["changes"] for c in entry["forced"])
+    # a rerun that only extends the budget is a resume, not a change
+    assert _invoke([*base, "--trials", "4", "--epochs", "2"], tiny).exit_code == 0
+
+
+def test_trials_are_recorded_flat_for_the_dashboard(tiny):
+    args = ["search", "-c", "tiny.yaml", "--trials", "2", "--study", "dash", "--no-final"]
+    args += ["--epochs", "2", "--objective", "accuracy", "--objective", "params"]
+    assert _invoke(args, tiny).exit_code == 0
+    study = _study(tiny, "dash")
+    assert study.metric_names == ["accuracy", "params"]
+    for t in study.trials:
+        if t.user_attrs.get("duplicate_of") is not None:
+            continue
+        attrs = t.user_attrs
+        assert attrs["status"] == "ok" and isinstance(attrs["accuracy"], float)
+        assert all(len(str(v)) <= 1024 for v in attrs.values())
+        assert not any(isinstance(v, (dict, list)) for v in attrs.values())
+        # the learning curve is the trial's intermediate values (the dashboard plots them)
+        assert sorted(t.intermediate_values) == [1, 2]
+        assert t.intermediate_values[2] == pytest.approx(attrs["accuracy"])
+        assert rec.result_of(t)["curve"][-1] == pytest.approx(attrs["accuracy"])
+
+
+def test_status_counts_each_trial_once(tiny):
+    args = ["search", "-c", "tiny.yaml", "--trials", "3", "--study", "st", "--no-final"]
+    assert _invoke([*args, "--max-params", "3000"], tiny).exit_code in (0, 1)
+    study = _study(tiny, "st")
+    status = _invoke(["status", "--study", "st"], tiny)
+    counted = {}
+    for part in status.output.splitlines()[1].split(", "):
+        k, v = part.rsplit(": ", 1)
+        counted[k] = int(v)
+    assert sum(counted.values()) == len(study.trials)
+    assert "fail" not in counted and "complete" not in counted  # a state is not a status
+
+
+def test_time_budget_cuts_a_long_trial_and_covers_the_final_retrain(tiny):
+    long = TINY.replace("epochs: 1,", "epochs: 500,")
+    (tiny / "long.yaml").write_text(long)
+    budget = 8.0
+    start = time.monotonic()
+    result = _invoke(["search", "-c", "long.yaml", "--time", f"{budget:g}s", "--study", "t"], tiny)
+    elapsed = time.monotonic() - start
+    # the one trial could not finish 500 epochs: it is cut at the budget and recorded so
+    assert result.exit_code == 1, result.output
+    (t,) = [r for r in rec.records(_study(tiny, "t")) if r.duplicate_of is None]
+    assert t.status == "timeout" and 0 < t.result["extra"]["epochs"] < 500
+    assert t.result["cost_s"] <= budget
+    # behaviour, not speed: without the cut one trial alone runs for minutes
+    assert elapsed < budget + 20
+    assert "timeout" in result.output
+
+
+def test_time_budget_leaves_room_for_the_final_retrain(tiny):
+    budget = 25.0
+    start = time.monotonic()
+    result = _invoke(["search", "-c", "tiny.yaml", "--time", f"{budget:g}s", "--study", "f"], tiny)
+    elapsed = time.monotonic() - start
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())  # rich wraps lines at the terminal's width
+    assert "final retrain" in text and "whole command" in text
+    assert elapsed < budget + 10  # the retrain was budgeted, not appended
+    assert _study(tiny, "f").user_attrs["final_s"] > 0
+
+
+def test_progress_time_left_counts_down_between_trials():
+    from rich.progress import Progress
+
+    from normnas.search.progress import _TimeLeft
+
+    column = _TimeLeft(100.0)
+    progress = Progress(column, auto_refresh=False)
+    task_id = progress.add_task("search", total=100.0)
+    progress.start_task(task_id)
+    task = progress.tasks[0]
+    first = column.render(task).plain
+    time.sleep(1.2)
+    second = column.render(task).plain
+    assert first in ("left 100s", "left 99s") and second in ("left 99s", "left 98s")
+    assert first != second
