@@ -195,3 +195,54 @@ def test_progress_time_left_counts_down_between_trials():
     second = column.render(task).plain
     assert first in ("left 100s", "left 99s") and second in ("left 99s", "left 98s")
     assert first != second
+
+
+def _cifar_archive(root: Path, per_batch: int = 20) -> None:
+    """An official-format cifar-10-python.tar.gz (tiny batches) in `root`: not the official
+    bytes, so its MD5 differs and it needs --no-verify."""
+    import pickle
+    import tarfile
+
+    from normnas.data import cifar
+
+    src = root / "src" / cifar.CIFAR10_FOLDER
+    src.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for name in cifar.CIFAR10_FILES:
+        data = rng.integers(0, 256, size=(per_batch, 3072), dtype=np.uint8)
+        with open(src / name, "wb") as f:
+            pickle.dump({b"data": data, b"labels": [i % 10 for i in range(per_batch)]}, f)
+    with tarfile.open(root / cifar.CIFAR10_ARCHIVE, "w:gz") as tar:
+        tar.add(src, arcname=cifar.CIFAR10_FOLDER)
+
+
+def test_data_root_flag_and_no_verify_reach_the_loader(tiny):
+    data_root = tiny / "my data"
+    data_root.mkdir()
+    _cifar_archive(data_root)
+    args = ["search", "-c", "tiny.yaml", "--data", "cifar10", "--data-root", str(data_root)]
+    args += ["--trials", "1", "--no-final", "--study", "c10"]
+    refused = _invoke(args, tiny)
+    assert refused.exit_code == 2
+    (line,) = _errors(refused.output)
+    assert str(data_root) in line and "--no-verify" in line and "delete" not in line
+    accepted = _invoke([*args, "--no-verify"], tiny)
+    assert accepted.exit_code == 0, accepted.output
+    assert (data_root / "cifar-10-batches-py" / "test_batch").is_file()  # extracted there
+    meta = _study(tiny, "c10").user_attrs["normnas"]["config"]
+    assert meta["data_root"] == str(data_root) and meta["verify"] is False
+
+
+def test_api_root_and_verify(tmp_path):
+    import normnas
+    from normnas.errors import DataError
+
+    _cifar_archive(tmp_path)
+    space = {"stages": [{"widths": [8], "min_blocks": 1, "max_blocks": 1, "stride": 2}]}
+    common = dict(data="cifar10", root=str(tmp_path), trials=1, epochs=1, final=False)
+    common |= dict(space_options=space, storage=f"sqlite:///{tmp_path / 's.db'}")
+    with pytest.raises(DataError, match="verify=False"):
+        normnas.search(**common)
+    out = normnas.search(**common, verify=False)
+    assert out.best is not None and out.data.image_size == (32, 32)
+    assert len(out.data.test) == 20  # the archive's test batch, read from root

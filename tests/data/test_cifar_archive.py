@@ -114,3 +114,29 @@ def test_download_then_verify_then_extract(tmp_path, monkeypatch) -> None:
     b = load("cifar10", root=tmp_path / "root", download=True)
     assert (tmp_path / "root" / cifar.CIFAR10_ARCHIVE).is_file()
     assert len(b.test) == PER_BATCH
+
+
+def test_a_batch_naming_any_other_callable_is_refused_without_running_it(tmp_path):
+    import pickle
+
+    from normnas.data.cifar import read_batch
+    from normnas.errors import DataError
+
+    ran = tmp_path / "ran"
+
+    class Exploit:
+        def __reduce__(self):
+            return (ran.touch, ())
+
+    for protocol in (2, pickle.HIGHEST_PROTOCOL):
+        path = tmp_path / f"data_batch_{protocol}"
+        path.write_bytes(pickle.dumps({b"data": Exploit(), b"labels": [0]}, protocol=protocol))
+        with pytest.raises(DataError, match="is not allowed in a CIFAR-10 batch"):
+            read_batch(path)
+        assert not ran.exists()
+    good = tmp_path / "good"
+    data = np.zeros((2, 3072), np.uint8)
+    for protocol in (2, pickle.HIGHEST_PROTOCOL):
+        good.write_bytes(pickle.dumps({b"data": data, b"labels": [1, 2]}, protocol=protocol))
+        x, y = read_batch(good)
+        assert x.shape == (2, 32, 32, 3) and y.tolist() == [1, 2]

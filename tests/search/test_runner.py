@@ -134,9 +134,7 @@ def test_sha_pruner_prunes_through_the_report_function():
         if t.state == TrialState.PRUNED and "duplicate_of" not in t.user_attrs
     ]
     assert s.n_pruned == len(pruned) > 0
-    assert all(
-        t.intermediate_values and t.user_attrs["status"] == "pruned" for t in pruned
-    )
+    assert all(t.intermediate_values and t.user_attrs["status"] == "pruned" for t in pruned)
 
 
 def test_multi_objective_returns_a_pareto_front():
@@ -163,3 +161,18 @@ def test_study_directions_must_match_objectives():
 
 def test_table_helper_is_complete():
     assert len(table()) == 15_625
+
+
+def test_train_evaluator_records_macs_and_flops() -> None:
+    from types import SimpleNamespace
+
+    from normnas.search.evaluators import TrainEvaluator
+    from normnas.search.runner import Constraints
+    from normnas.spaces.nb201 import NB201Space
+
+    data = SimpleNamespace(image_size=(32, 32), in_channels=3, num_classes=10)
+    ev = TrainEvaluator(NB201Space(), data, constraints=Constraints(max_flops=1.0))
+    r = ev.evaluate(("avg_pool_3x3",) * 6)
+    # pooling counts (7,741,440 ops beyond the stem/reduction/classifier multiply-adds)
+    assert r.status == "infeasible" and r.macs == 7_783_040 and r.flops == 16_081_536
+    assert ev.cost_metrics(("avg_pool_3x3",) * 6, ["macs"]) == {"macs": 7_783_040}

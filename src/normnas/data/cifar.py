@@ -64,6 +64,30 @@ ARCHIVE_KIND = "gzip tar archive"
 Batch = tuple[np.ndarray, np.ndarray]
 
 
+# What a CIFAR-10 batch pickle needs (a dict of bytes, lists and one uint8 array), and
+# nothing else: a plain pickle.load would run any callable a crafted file names.
+PICKLE_GLOBALS = frozenset(
+    {
+        ("numpy.core.multiarray", "_reconstruct"),  # written by numpy 1.x (the official files)
+        ("numpy._core.multiarray", "_reconstruct"),  # written by numpy 2.x
+        ("numpy.core.multiarray", "scalar"),
+        ("numpy._core.multiarray", "scalar"),
+        ("numpy.core.numeric", "_frombuffer"),  # protocol 5 arrays
+        ("numpy._core.numeric", "_frombuffer"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("_codecs", "encode"),  # protocol 2 stores bytes this way
+    }
+)
+
+
+class _BatchUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> object:
+        if (module, name) not in PICKLE_GLOBALS:
+            raise pickle.UnpicklingError(f"{module}.{name} is not allowed in a CIFAR-10 batch")
+        return super().find_class(module, name)
+
+
 class BadBatch(Exception):
     """A batch file that is not a CIFAR-10 batch; `str()` says why (internal)."""
 
@@ -72,7 +96,7 @@ def parse_batch(path: Path) -> Batch:
     """One pickled batch file -> (uint8 N x 32 x 32 x 3, int64 N); BadBatch saying why not."""
     try:
         with open(path, "rb") as f:
-            d = pickle.load(f, encoding="bytes")
+            d = _BatchUnpickler(f, encoding="bytes").load()
         data = np.asarray(d[b"data"], dtype=np.uint8)
         labels = np.asarray(d[b"labels"], dtype=np.int64)
     except Exception as e:  # unpickling arbitrary bytes can raise nearly any type

@@ -51,7 +51,7 @@ def reason(e: BaseException) -> str:
     if isinstance(e, OSError) and e.strerror:
         return e.strerror
     text = " ".join(str(e).split())
-    module = type(e).__module__
+    module = type(e).__module__.lstrip("_")  # _pickle.UnpicklingError -> pickle.Unpickling...
     name = type(e).__qualname__ if module == "builtins" else f"{module}.{type(e).__qualname__}"
     return f"{name}: {text}" if text else name
 

@@ -46,7 +46,11 @@ def search(
         None, "--objective", help="accuracy, params, flops, latency; repeat for several."
     ),
     max_params: float | None = typer.Option(None, help="Constraint: parameters."),
-    max_flops: float | None = typer.Option(None, help="Constraint: multiply-adds."),
+    max_flops: float | None = typer.Option(
+        None,
+        help="Constraint: operations per sample (multiply-adds + pooling, norms, activations, "
+        "adds; see count_flops).",
+    ),
     max_latency_ms: float | None = typer.Option(None, help="Constraint: batch-1 latency."),
     trials: int | None = typer.Option(None, help="Budget: evaluated trials."),
     time: str | None = typer.Option(

@@ -90,15 +90,45 @@ def write_result(
 ) -> None:
     """Write a trial's attributes and its curve (as intermediate values) to the storage.
 
-    `status` is written last: a reader that sees it sees the whole result.
+    `status` is written last: a reader that sees it sees the whole result. On an RDB
+    storage (SQLite, PostgreSQL) everything goes in one transaction: each write is a
+    transaction of its own otherwise, which made SQLite searches 1.5x slower per trial.
     """
     storage = study._storage
+    if _write_in_one_transaction(storage, trial_id, attrs, curve):
+        return
     for step, value in enumerate(curve, start=1):
         storage.set_trial_intermediate_value(trial_id, step, float(value))
     for name, value in attrs.items():
         if name != ATTR_STATUS:
             storage.set_trial_user_attr(trial_id, name, value)
     storage.set_trial_user_attr(trial_id, ATTR_STATUS, attrs[ATTR_STATUS])
+
+
+def _write_in_one_transaction(
+    storage: Any, trial_id: int, attrs: dict[str, Any], curve: Sequence[float]
+) -> bool:
+    """Write through an RDBStorage's own per-row helpers inside one session; False when the
+    storage is not one (or its private helpers moved in another Optuna version)."""
+    backend = getattr(storage, "_backend", storage)
+    if not isinstance(backend, optuna.storages.RDBStorage):
+        return False
+    try:
+        from optuna.storages._rdb import models
+        from optuna.storages._rdb.storage import _create_scoped_session
+
+        set_attr = backend._set_trial_attr_without_commit
+        set_value = backend._set_trial_intermediate_value_without_commit
+    except (ImportError, AttributeError):
+        return False
+    ordered = [(k, v) for k, v in attrs.items() if k != ATTR_STATUS]
+    ordered.append((ATTR_STATUS, attrs[ATTR_STATUS]))
+    with _create_scoped_session(backend.scoped_session, True) as session:
+        for step, value in enumerate(curve, start=1):
+            set_value(session, trial_id, step, float(value))
+        for name, value in ordered:
+            set_attr(session, models.TrialUserAttributeModel, trial_id, name, value)
+    return True
 
 
 def mark_interrupted(study: optuna.Study, trial_id: int) -> None:

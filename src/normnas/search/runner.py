@@ -320,7 +320,10 @@ def run_search(
                         trial.set_user_attr(rec.ATTR_WORKER, WORKER_ID)
                     result = None
                     if check is not None:
-                        metrics = cost_metrics(arch, check.metric_names())  # type: ignore[misc]
+                        names = check.metric_names()
+                        if "flops" in names:
+                            names = (*names, "macs")  # one counting pass gives both
+                        metrics = cost_metrics(arch, names)  # type: ignore[misc]
                         why = check.violation(metrics)
                         if why is not None:
                             result = TrialResult(
@@ -328,6 +331,7 @@ def run_search(
                                 error=why,
                                 params=metrics.get("params"),
                                 flops=metrics.get("flops"),
+                                macs=metrics.get("macs"),
                                 latency_ms=metrics.get("latency_ms"),
                             )
                             reason = why.split(" ", 1)[0]

@@ -14,6 +14,7 @@ import dataclasses
 import shlex
 import sys
 import time
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -91,7 +92,7 @@ def build_parts(cfg: RunConfig, space: SearchSpace | None = None, data: Any = No
         data = load(
             cfg.data,
             root=cfg.data_root,
-            **({} if cfg.verify else {"verify": False}),  # TODO(lead): plain once load() has it
+            verify=cfg.verify,
             valid_fraction=cfg.valid_fraction,
             seed=cfg.seed,
         )
@@ -277,7 +278,9 @@ def run(
         },
     )
     if not study.metric_names:
-        study.set_metric_names(list(cfg.objectives))
+        with warnings.catch_warnings():  # experimental in Optuna, but what the dashboard reads
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(list(cfg.objectives))
     wall = None if cfg.time is None else cfg.time - (time.monotonic() - t0)
     if wall is not None and wall <= 0:
         raise UserError(f"--time {cfg.time:g}s was used up before the search began (loading)")
