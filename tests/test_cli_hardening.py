@@ -246,3 +246,30 @@ def test_api_root_and_verify(tmp_path):
     out = normnas.search(**common, verify=False)
     assert out.best is not None and out.data.image_size == (32, 32)
     assert len(out.data.test) == 20  # the archive's test batch, read from root
+
+
+def test_help_names_every_strategy_and_the_data_forms():
+    from normnas.search.strategies import STRATEGIES
+
+    result = CliRunner().invoke(app, ["search", "--help"], env={"COLUMNS": "200"})
+    text = " ".join(result.output.split())
+    for name in STRATEGIES:
+        assert name in text, name
+    assert "npz:PATH" in text and "a path to an .npz file or an image folder" in text
+    assert "--data-root" in text and "--no-verify" in text
+
+
+def test_leaderboard_shows_measured_latency_of_the_finalists(tiny):
+    args = ["search", "-c", "tiny.yaml", "--trials", "3", "--study", "lat", "--no-final"]
+    old = Path.cwd()
+    os.chdir(tiny)
+    try:
+        result = CliRunner().invoke(app, args, env={"COLUMNS": "200"})
+    finally:
+        os.chdir(old)
+    assert result.exit_code == 0, result.output
+    rows = [line for line in result.output.splitlines() if line.startswith("│")]
+    assert len(rows) == 3
+    for row in rows:
+        cells = [c.strip() for c in row.strip("│").split("│")]
+        assert float(cells[5]) > 0  # latency ms, measured although no objective asked for it

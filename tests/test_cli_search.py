@@ -178,7 +178,9 @@ def test_resume_after_sigkill_keeps_finished_trials_and_reaches_the_budget(tiny)
 
 def test_two_workers_share_one_study_without_loss_or_duplicates(tiny):
     url = f"journal:{tiny / 'w.journal'}"
-    cmd = [*NORMNAS, "search", "-c", "tiny.yaml", "--trials", "6", "--workers", "2"]
+    # options of evolution would be refused for --strategy random: a config without them
+    (tiny / "rand.yaml").write_text(TINY.replace("strategy_options: {population_size: 3}\n", ""))
+    cmd = [*NORMNAS, "search", "-c", "rand.yaml", "--trials", "6", "--workers", "2"]
     cmd += ["--study", "w", "--storage", url, "--no-final", "--no-progress", "--strategy", "random"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     run = subprocess.run(cmd, cwd=tiny, env=env, capture_output=True, text=True, timeout=150)

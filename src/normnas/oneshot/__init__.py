@@ -1,0 +1,63 @@
+"""Weight sharing: supernets, SPOS/FairNAS training, BN modes for sub-networks, BN-NAS.
+
+The macro space's supernet lives in `normnas.oneshot.supernet_macro`.
+"""
+
+from normnas.oneshot.base import Supernet
+from normnas.oneshot.bn_modes import (
+    BN_MODES,
+    DEFAULT_CALIB_BATCHES,
+    BNMode,
+    SubnetScore,
+    batch_statistics,
+    bn_state,
+    bn_stats_restored,
+    calibration_batches,
+    evaluate_subnet,
+    recalibrated,
+)
+from normnas.oneshot.evaluators import (
+    BNIndicatorEvaluator,
+    SupernetEvaluator,
+    SupernetOptions,
+    make_supernet,
+    prepare_supernet,
+)
+from normnas.oneshot.indicator import bn_score, train_bn_indicator
+from normnas.oneshot.supernet_nb201 import NB201Supernet
+from normnas.oneshot.training import (
+    SAMPLINGS,
+    SupernetEpoch,
+    SupernetTrainResult,
+    load_checkpoint,
+    save_checkpoint,
+    train_supernet,
+)
+
+__all__ = [
+    "BN_MODES",
+    "DEFAULT_CALIB_BATCHES",
+    "SAMPLINGS",
+    "BNIndicatorEvaluator",
+    "BNMode",
+    "NB201Supernet",
+    "SubnetScore",
+    "Supernet",
+    "SupernetEpoch",
+    "SupernetEvaluator",
+    "SupernetOptions",
+    "SupernetTrainResult",
+    "batch_statistics",
+    "bn_score",
+    "bn_state",
+    "bn_stats_restored",
+    "calibration_batches",
+    "evaluate_subnet",
+    "load_checkpoint",
+    "make_supernet",
+    "prepare_supernet",
+    "recalibrated",
+    "save_checkpoint",
+    "train_bn_indicator",
+    "train_supernet",
+]

@@ -152,9 +152,7 @@ def _open(study: str, storage: str | None) -> Any:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     url = storage or default_storage()
-    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
-        _fail(f"--storage: no storage file {url.removeprefix('sqlite:///')!r}")
-    return load_study(study, open_storage(url)), url
+    return load_study(study, open_storage(url, write=False)), url
 
 
 def status(
@@ -213,6 +211,12 @@ def export(
     storage: str | None = typer.Option(None, help="Storage URL (default sqlite:///normnas.db)."),
     fold_bn: bool = typer.Option(False, "--fold-bn", help="Fold BatchNorm into convs."),
     fmt: str = typer.Option("state_dict", "--format", help="state_dict or torchscript."),
+    data: str | None = typer.Option(
+        None, "--data", help="Where the study's data is now (if the best must be retrained)."
+    ),
+    data_root: str | None = typer.Option(
+        None, "--data-root", help="Folder of downloaded data sets, for that retrain."
+    ),
 ) -> None:
     """Write the study's best model: weights + arch + normalization, or TorchScript."""
     if fmt not in ("state_dict", "torchscript"):
@@ -220,8 +224,9 @@ def export(
     from normnas.search import final
     from normnas.search.report import ensure_final_model
 
+    out = final.prepare_out(out)  # an unwritable --out fails before a long retrain
     s, url = _open(study, storage)
-    checkpoint = ensure_final_model(s, url)
+    checkpoint = ensure_final_model(s, url, data=data, data_root=data_root)
     path = final.export(checkpoint, out, fold_bn=fold_bn, fmt=fmt)
     typer.echo(f"wrote {path} ({fmt}{', BN folded' if fold_bn else ''})")
 

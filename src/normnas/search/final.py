@@ -4,18 +4,29 @@ The checkpoint is a plain dict loadable with `torch.load(..., weights_only=True)
 `state_dict`, `arch` (the network space's string), `space` (spec to rebuild the space),
 `recipe` (dict or None), `num_classes`, `in_channels`, `image_size`, `mean`, `std`
 (the data normalization the model expects), `test_accuracy`, `study`, `trial`.
+
+Files are written whole or not at all (a temporary file renamed over the target), into a
+folder that is created when missing; a folder that cannot be written, or a checkpoint that
+cannot be read, is a one-line ExportError naming it. When the best model must be retrained
+but the data the study recorded has moved, `rebuild_config` says where it was recorded and
+how to pass its new place.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import os
+import pickle
 import warnings
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import torch
 from torch import nn
 
+from normnas.errors import DataError, ExportError, one_line
 from normnas.search.spaces import network_part, space_from_spec, space_spec
 from normnas.spaces.base import Arch, SearchSpace
 
@@ -69,36 +80,122 @@ def retrain(
     return FinalModel(model.cpu(), float(test.accuracy), checkpoint)
 
 
-def save(final: FinalModel, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(final.checkpoint, path)
-    final.path = path
+FORMATS = ("state_dict", "torchscript")
+CHECKPOINT_KEYS = ("state_dict", "space", "arch", "num_classes", "in_channels", "image_size")
+
+
+def prepare_out(path: str | Path) -> Path:
+    """`path` as a file about to be written: a missing folder is created (with its parents).
+
+    ExportError naming the folder when it cannot be created or written, or when `path` is a
+    folder or a read-only file. Cheap: call it before a long retrain, not only after.
+    """
+    path = Path(path).expanduser()
+    if path.is_dir():
+        raise ExportError(f"{path}: a folder; give a file name, e.g. {path / 'model.pt'}")
+    folder = path.absolute().parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        # name the culprit: mkdir's "File exists" hides which part of the path is a file
+        file = next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), None)
+        why = f"{file} is a file" if file is not None else _reason(e)
+        raise ExportError(f"{path}: cannot create its folder {folder} ({why})") from None
+    if not _writable(folder):
+        raise ExportError(f"{path}: cannot write into {folder} (read-only); choose another folder")
+    if path.exists() and not _writable(path):
+        raise ExportError(f"{path}: the file exists and is read-only; choose another file name")
     return path
 
 
+def _writable(path: Path) -> bool:
+    # effective ids: what open() will be allowed to do (read-only file systems included)
+    return os.access(path, os.W_OK, effective_ids=os.access in os.supports_effective_ids)
+
+
+def _reason(e: BaseException) -> str:
+    """An OS error's own words ('Permission denied'), else the first sentence of the error."""
+    if isinstance(e, OSError) and e.strerror:
+        return e.strerror
+    if isinstance(e, pickle.UnpicklingError):  # torch's text is a page about weights_only
+        return "objects other than tensors and plain data"
+    text = one_line(e).split(". ")[0]
+    return f"{type(e).__name__}: {text[:160]}"
+
+
+def _write_whole(path: Path, write: Callable[[IO[bytes]], None]) -> Path:
+    """Write `path` through a temporary file renamed over it: a failure keeps the old file."""
+    path = prepare_out(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise ExportError(f"{path}: cannot write the file ({_reason(e)})") from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def save(final: FinalModel, path: str | Path) -> Path:
+    """Write the checkpoint of `final` to `path` (see the module doc); sets `final.path`."""
+    final.path = _write_whole(Path(path), lambda f: torch.save(final.checkpoint, f))
+    return final.path
+
+
 def load(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
-    """The model (eval mode) and checkpoint dict of a saved normnas checkpoint."""
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "space" not in ckpt:
-        raise ValueError(f"{path}: not a normnas checkpoint")
-    space = space_from_spec(ckpt["space"])
-    model = space.build(space.from_str(ckpt["arch"]), ckpt["num_classes"], ckpt["in_channels"])
-    model.load_state_dict(ckpt["state_dict"])
+    """The model (eval mode) and checkpoint dict of a saved normnas checkpoint.
+
+    ExportError naming `path` when it is missing, unreadable or not a normnas checkpoint.
+    """
+    path = Path(path).expanduser()
+    if not path.is_file():
+        what = "a folder, not a checkpoint file" if path.is_dir() else "no such checkpoint file"
+        raise ExportError(f"{path}: {what}")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, KeyError, OSError) as e:
+        # torch.load's errors for a damaged or foreign file (KeyError: an unknown magic)
+        raise ExportError(
+            f"{path}: not a readable checkpoint, damaged or not written by torch.save "
+            f"({_reason(e)})"
+        ) from None
+    missing = [k for k in CHECKPOINT_KEYS if not isinstance(ckpt, dict) or k not in ckpt]
+    if missing:
+        raise ExportError(f"{path}: not a normnas checkpoint (no {', '.join(missing)})")
+    try:
+        space = space_from_spec(ckpt["space"])
+        model = space.build(space.from_str(ckpt["arch"]), ckpt["num_classes"], ckpt["in_channels"])
+    except (ValueError, KeyError) as e:
+        raise ExportError(f"{path}: its architecture cannot be rebuilt ({_reason(e)})") from None
+    try:
+        model.load_state_dict(ckpt["state_dict"])
+    except RuntimeError as e:
+        raise ExportError(
+            f"{path}: its weights do not fit its architecture ({_reason(e)})"
+        ) from None
     return model.eval(), ckpt
 
 
 def export(
     checkpoint: str | Path, out: str | Path, fold_bn: bool = False, fmt: str = "state_dict"
 ) -> Path:
-    """Write the model of `checkpoint` as a state-dict file or TorchScript (`fmt`)."""
+    """Write the model of `checkpoint` as a state-dict file or TorchScript (`fmt`).
+
+    `out`'s missing folders are created; ExportError for an unknown `fmt`, an `out` that
+    cannot be written (checked before any work) or an unreadable checkpoint.
+    """
+    if fmt not in FORMATS:
+        raise ExportError(f"unknown export format {fmt!r}; valid: {', '.join(FORMATS)}")
+    out = prepare_out(out)
     model, ckpt = load(checkpoint)
     if fold_bn:
         from normnas.nn import fold_bn as fold
 
         model = fold(model).eval()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "state_dict":
         data = dict(ckpt)
         data["state_dict"] = {k: v.detach().cpu() for k, v in model.state_dict().items()}
@@ -107,14 +204,94 @@ def export(
             # a folded network has another structure: keep the pickle-free TorchScript beside
             # the weights so it can be rebuilt without the space
             data["note"] = "folded: load the weights into fold_bn(space.build(arch))"
-        torch.save(data, out)
-    elif fmt == "torchscript":
-        h, w = ckpt["image_size"]
-        example = torch.randn(1, ckpt["in_channels"], h, w)
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # tracer notes on shape checks; shapes are fixed
-            scripted = torch.jit.trace(model, example)
-            scripted.save(str(out))
-    else:
-        raise ValueError(f"unknown export format {fmt!r}; valid: state_dict, torchscript")
-    return out
+        return _write_whole(out, lambda f: torch.save(data, f))
+    h, w = ckpt["image_size"]
+    example = torch.randn(1, ckpt["in_channels"], h, w)
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer notes on shape checks; shapes are fixed
+        scripted = torch.jit.trace(model, example)
+    return _write_whole(out, lambda f: torch.jit.save(scripted, f))
+
+
+def find_checkpoint(study_name: str, recorded: str | None, folder: Path) -> Path | None:
+    """A study's saved best model: where the study recorded it, else `folder`/NAME-best.pt.
+
+    The second place finds a model moved together with its storage file (`folder` is the
+    storage's folder now), which spares a retrain.
+    """
+    for path in (Path(recorded) if recorded else None, folder / f"{study_name}-best.pt"):
+        if path is not None and path.is_file():
+            return path
+    return None
+
+
+def rebuild_config(
+    study_name: str,
+    meta: Mapping[str, Any],
+    data: str | None = None,
+    data_root: str | None = None,
+) -> dict[str, Any]:
+    """The run config to retrain a study's best model from, with `data`/`data_root` moved.
+
+    `meta` is the study's normnas attribute (`study_meta(study)`). Without `data`, a data
+    file or folder is taken at the absolute path the study recorded (the search may have
+    run in another working directory); DataError naming that path and --data when it no
+    longer exists. A named data set (digits, cifar10, ...) is left to the loader, whose
+    errors `data_error` explains. ExportError when the study holds no normnas config.
+    """
+    config = copy.deepcopy(dict(meta.get("config") or {}))
+    if not config:
+        raise ExportError(
+            f"study {study_name!r} holds no normnas run config to retrain from (it was not "
+            "made by normnas search), and no saved model was found"
+        )
+    if data_root is not None:
+        config["data_root"] = data_root
+    if data is not None:
+        config["data"] = data
+        return config
+    spec = str(config.get("data", ""))
+    parsed = _data_path(spec)
+    if parsed is None:
+        return config
+    prefix, raw = parsed
+    recorded = ((meta.get("fingerprint") or {}).get("data") or {}).get("path")
+    if recorded and Path(recorded).exists():
+        config["data"] = f"{prefix}{recorded}"
+        return config
+    if not recorded and Path(raw).expanduser().exists():
+        return config
+    where = f"recorded at {recorded}" if recorded else "a path relative to where it ran"
+    raise DataError(
+        f"study {study_name!r} was searched on --data {spec} ({where}), which no longer "
+        f"exists; pass its new place with --data, e.g. --data {prefix}NEW/PATH"
+    )
+
+
+def _data_path(spec: str) -> tuple[str, str] | None:
+    """('npz:' | 'folder:' | '', path) of a data spec naming a file or folder; None for a name."""
+    from normnas.data.loaders import IDX_NAMES
+
+    key = spec.strip()
+    lower = key.lower()
+    for prefix in ("npz:", "folder:"):
+        if lower.startswith(prefix):
+            return key[: len(prefix)], key[len(prefix) :]
+    if lower in ("digits", "cifar10", "cifar-10", *IDX_NAMES):
+        return None
+    return "", key
+
+
+def data_error(study_name: str, config: Mapping[str, Any], error: BaseException) -> DataError:
+    """The DataError for data that fails to load when a study's best model is retrained.
+
+    `config` is what `rebuild_config` returned (the recorded data, or the one passed);
+    the message names it and how to pass another. Raise it `from None` in place of `error`.
+    """
+    root = config.get("data_root")
+    at = f" (--data-root {root})" if root else ""
+    return DataError(
+        f"cannot load the data to retrain the best model of study {study_name!r}: --data "
+        f"{config.get('data')}{at}: {one_line(error)}; pass --data (and --data-root) with "
+        "where the data is now"
+    )

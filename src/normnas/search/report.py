@@ -236,29 +236,41 @@ def _space_of(study: optuna.Study) -> Any:
     return make_space(cfg.space.name, cfg.space.space_options(), cfg.space.recipe)
 
 
-def ensure_final_model(study: optuna.Study, url: str) -> Path:
-    """The study's best-model checkpoint; retrained from the study's config if missing."""
-    path = study.user_attrs.get("model_path")
-    if path and Path(path).exists():
-        return Path(path)
+def ensure_final_model(
+    study: optuna.Study, url: str, data: str | None = None, data_root: str | None = None
+) -> Path:
+    """The study's best-model checkpoint; retrained from the study's config if missing.
+
+    `data`/`data_root` replace the recorded data for that retrain (the data has moved).
+    """
     from normnas.config import parse_config
+    from normnas.errors import DataError, SearchFailedError, StorageError
     from normnas.search import final
     from normnas.search.session import build_parts
-    from normnas.search.study import storage_dir
+    from normnas.search.study import storage_dir, storage_errors
 
-    config = study_meta(study).get("config")
-    if not config:
-        raise ValueError(f"study {study.study_name!r} has no normnas config to retrain from")
+    found = final.find_checkpoint(
+        study.study_name, study.user_attrs.get("model_path"), storage_dir(url)
+    )
+    if found is not None:
+        return found
     front = rec.best_records(study)
     if not front:
-        raise ValueError(f"study {study.study_name!r} has no completed trial")
-    cfg = parse_config(config)
-    parts = build_parts(cfg)
+        raise SearchFailedError(f"study {study.study_name!r} has no completed trial")
+    config = final.rebuild_config(study.study_name, study_meta(study), data, data_root)
+    try:
+        parts = build_parts(parse_config(config))
+    except DataError as e:
+        raise final.data_error(study.study_name, config, e) from None
     arch = parts.space.from_params(front[0].params)
     fm = final.retrain(
         parts.space, arch, parts.data, parts.train_config, study.study_name, front[0].number
     )
     out = final.save(fm, storage_dir(url) / f"{study.study_name}-best.pt")
-    study.set_user_attr("model_path", str(out))
-    study.set_user_attr("test_accuracy", fm.test_accuracy)
+    try:  # a read-only storage: the checkpoint is found beside it next time anyway
+        with storage_errors(url):
+            study.set_user_attr("model_path", str(out))
+            study.set_user_attr("test_accuracy", fm.test_accuracy)
+    except StorageError:
+        pass
     return out

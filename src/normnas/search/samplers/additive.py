@@ -30,9 +30,9 @@ from dataclasses import dataclass
 import numpy as np
 import optuna
 from optuna.distributions import CategoricalDistribution
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import FrozenTrial
 
-from normnas.search.samplers._base import ArchSampler, fitness
+from normnas.search.samplers._base import ArchSampler, Seen, check_int, check_positive, scored
 from normnas.spaces.base import Arch, SearchSpace
 
 ENUMERATE_LIMIT = 200_000  # spaces up to this many encodings are scored exhaustively
@@ -117,33 +117,31 @@ class AdditiveThompsonSampler(ArchSampler):
         n_startup: int | None = None,
         ridge: float = 1.0,
     ) -> None:
+        self.ridge = check_positive("additive", "ridge", ridge)
+        if n_startup is not None:
+            check_int("additive", "n_startup", n_startup, 0)
         super().__init__(space, seed)
-        if ridge <= 0:
-            raise ValueError("additive: ridge must be > 0")
         self.enc = _encoder(space, self.key)
-        self.n_startup = self.enc.dof if n_startup is None else int(n_startup)
-        self.ridge = float(ridge)
+        self.n_startup = self.enc.dof if n_startup is None else n_startup
 
     def propose(self, study: optuna.Study, trial: FrozenTrial, rng: np.random.Generator) -> Arch:
-        trials = sorted(study._get_trials(deepcopy=False, use_cache=True), key=lambda t: t.number)
-        _, sign = fitness(study)
+        history = self.history(study, trial)
         tried: set[str] = set()
         xs: list[np.ndarray] = []
         ys: list[float] = []
-        for t in trials:
-            if t.number == trial.number or not t.params:
+        for s in history:
+            if s.key in tried:  # first result of a class only (no duplicates)
                 continue
-            k = self.trial_key(t)
-            if k is None or k in tried:  # first result of a class only (no duplicates)
-                continue
-            tried.add(k)
-            if t.state == TrialState.COMPLETE and t.values:
-                xs.append(self._features(k, t))
-                ys.append(sign * t.values[0])
+            tried.add(s.key)
+            if s.value is not None:  # COMPLETE with a finite result (+-inf would give NaN)
+                xs.append(self._features(s))
+                ys.append(s.value)
         if len(ys) < max(self.n_startup, 2):
             return self._random_untried(rng, tried)
         w = self._posterior_draw(np.array(xs), np.array(ys), rng)
-        return self._best_candidate(w, tried, trials, sign, rng)
+        if not np.all(np.isfinite(w)):  # a degenerate fit: explore rather than trust it
+            return self._random_untried(rng, tried)
+        return self._best_candidate(w, tried, scored(history), rng)
 
     # -- model ----------------------------------------------------------------------------
     def _posterior_draw(self, x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -157,20 +155,18 @@ class AdditiveThompsonSampler(ArchSampler):
         chol = np.linalg.cholesky(np.linalg.inv(h) * noise)
         return (mean + chol @ rng.standard_normal(len(mean)))[:-1]
 
-    def _features(self, key: str, trial: FrozenTrial) -> np.ndarray:
+    def _features(self, seen: Seen) -> np.ndarray:
         enc = self.enc
-        if enc.index is not None and key in enc.index:
-            return enc.features[enc.index[key]]  # type: ignore[index]
-        arch = self.space.canonical(self.space.from_params(trial.params))
-        return enc.encode(self.space.to_params(arch))
+        if enc.index is not None and seen.key in enc.index:
+            return enc.features[enc.index[seen.key]]  # type: ignore[index]
+        return enc.encode(self.space.to_params(self.space.canonical(seen.arch)))
 
     # -- proposals ------------------------------------------------------------------------
     def _best_candidate(
         self,
         w: np.ndarray,
         tried: set[str],
-        trials: list[FrozenTrial],
-        sign: float,
+        done: list[Seen],
         rng: np.random.Generator,
     ) -> Arch:
         enc = self.enc
@@ -187,9 +183,8 @@ class AdditiveThompsonSampler(ArchSampler):
             return self.space.from_str(enc.keys[best])
         # a large space: score a pool of random archs and the neighbours of the best ones
         pool = [self.space.sample(rng) for _ in range(POOL_SIZE)]
-        done = [t for t in trials if t.state == TrialState.COMPLETE and t.values]
-        for t in sorted(done, key=lambda t: -sign * t.values[0])[:3]:  # type: ignore[index]
-            pool.extend(self.space.neighbors(self.space.from_params(t.params)))
+        for s in sorted(done, key=lambda s: -s.value)[:3]:  # type: ignore[operator]
+            pool.extend(self.space.neighbors(s.arch))
         best_arch, best_score = None, -np.inf
         for arch in pool:
             canon = self.space.canonical(arch)

@@ -6,7 +6,7 @@ import numpy as np
 import optuna
 from optuna.trial import FrozenTrial
 
-from normnas.search.samplers._base import ArchSampler, completed, fitness, score
+from normnas.search.samplers._base import ArchSampler, check_int, scored
 from normnas.spaces.base import Arch, SearchSpace
 
 
@@ -14,11 +14,11 @@ class EvolutionSampler(ArchSampler):
     """Aging evolution with NAS-Bench-201's REA defaults: population 10, tournament 3.
 
     Stateless between trials: the population is the last `population_size` COMPLETE trials
-    in trial-number order (the oldest ages out), so a restarted or parallel worker reading
-    the same storage continues the same evolution. Until the study holds `population_size`
-    complete trials, proposals are random. The tournament draws `sample_size` members with
-    replacement (as NAS-Bench-201's REA does) and mutates the best by one choice.
-    Multi-objective studies rank by the first objective.
+    with a finite result, in trial-number order (the oldest ages out), so a restarted or
+    parallel worker reading the same storage continues the same evolution. Until the study
+    holds `population_size` such trials, proposals are random. The tournament draws
+    `sample_size` members with replacement (as NAS-Bench-201's REA does) and mutates the best
+    by one choice. Multi-objective studies rank by the first objective.
     """
 
     def __init__(
@@ -28,18 +28,17 @@ class EvolutionSampler(ArchSampler):
         sample_size: int = 3,
         seed: int | None = None,
     ) -> None:
-        if population_size < 1 or not sample_size >= 1:
-            raise ValueError("evolution needs population_size >= 1 and sample_size >= 1")
+        check_int("evolution", "population_size", population_size, 1)
+        check_int("evolution", "sample_size", sample_size, 1)
         super().__init__(space, seed)
         self.population_size = population_size
         self.sample_size = sample_size
 
     def propose(self, study: optuna.Study, trial: FrozenTrial, rng: np.random.Generator) -> Arch:
-        history = completed(study)
+        history = scored(self.history(study, trial))
         if len(history) < self.population_size:
             return self.space.sample(rng)
         population = history[-self.population_size :]
-        _, sign = fitness(study)
         picks = rng.integers(0, len(population), size=self.sample_size)
-        parent = max((population[i] for i in picks), key=lambda t: score(t, sign))
-        return self.space.mutate(self.space.from_params(parent.params), rng)
+        parent = max((population[i] for i in picks), key=lambda s: s.value)  # type: ignore[arg-type, return-value]
+        return self.space.mutate(parent.arch, rng)

@@ -1,0 +1,41 @@
+"""Tiny real data for the oneshot tests: digits (8x8), and BN randomization."""
+
+from __future__ import annotations
+
+import dataclasses
+from functools import cache
+
+import torch
+
+from normnas.data.digits import load_digits_bundle
+from normnas.data.split import DataBundle, Split
+
+
+@cache
+def _digits() -> DataBundle:
+    return load_digits_bundle()
+
+
+def small_digits(n_train: int = 192, n_valid: int = 96) -> DataBundle:
+    """The first samples of digits' splits (a fixed, small, real data set)."""
+    d = _digits()
+    return dataclasses.replace(
+        d,
+        train=Split(d.train.x[:n_train], d.train.y[:n_train]),
+        valid=Split(d.valid.x[:n_valid], d.valid.y[:n_valid]),
+    )
+
+
+def randomize_bn(model: torch.nn.Module, seed: int = 0) -> None:
+    """Give every BN non-trivial running stats and affine parameters (so a wrong mapping
+    or a reset would show in the outputs)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.3)
+                m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+                m.num_batches_tracked.fill_(7)
+                if m.affine:
+                    m.weight.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+                    m.bias.copy_(torch.randn(m.num_features, generator=g) * 0.1)
