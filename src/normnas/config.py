@@ -111,6 +111,20 @@ class TrainOptions(_Model):
         return name.lower()
 
 
+class OneshotOptions(_Model):
+    """How a weight-sharing judge is trained and queried (`evaluator: supernet|bn-indicator`)."""
+
+    bn_mode: Literal["running", "batch", "recalibrate"] = "recalibrate"
+    calib_batches: int = Field(16, ge=1)  # recalibrate: training batches of 128 per query
+    sampling: Literal["uniform", "fair"] = "uniform"  # SPOS or FairNAS
+    affine: bool = True  # BN affine parameters in the supernet's searched ops
+    C: int = Field(16, ge=1)  # NB201 supernet: channels of the first stage
+    N: int = Field(5, ge=1)  # NB201 supernet: cells per stage
+    epochs: int | None = Field(None, ge=1)  # supernet training epochs (default train.epochs)
+    warmup_epochs: int = Field(2, ge=0)  # bn-indicator: all weights first
+    bn_epochs: int = Field(5, ge=1)  # bn-indicator: then BN affine only
+
+
 class ConstraintsConfig(_Model):
     max_params: float | None = Field(None, gt=0)
     max_flops: float | None = Field(None, gt=0)
@@ -141,6 +155,8 @@ class RunConfig(_Model):
     dedup: bool = True
     final: bool = True  # retrain the best on train+valid and score it on test
     train: TrainOptions = Field(default_factory=TrainOptions)
+    evaluator: Literal["train", "supernet", "bn-indicator"] = "train"
+    oneshot: OneshotOptions = Field(default_factory=OneshotOptions)
     force: bool = False  # rerun a study although what defines its results changed
 
     @field_validator("space", mode="before")
@@ -180,6 +196,14 @@ class RunConfig(_Model):
             object.__setattr__(self, "trials", DEFAULT_TRIALS)
         if self.pruner != "none" and len(self.objectives) > 1:
             raise ValueError("pruner: pruning needs a single objective")
+        from normnas.search.strategies import PRUNERS, STRATEGIES, check_options
+
+        # option names are checked here, before any data is loaded or trial runs
+        factory = STRATEGIES[self.strategy]
+        check_options("strategy_options", "strategy", self.strategy, factory, self.strategy_options)
+        check_options(
+            "pruner_options", "pruner", self.pruner, PRUNERS[self.pruner], self.pruner_options
+        )
         return self
 
     @property
@@ -229,6 +253,9 @@ FLAGS: dict[str, str] = {
     "device": "--device",
     "final": "--final",
     "force": "--force",
+    "evaluator": "--evaluator",
+    "oneshot.bn_mode": "--bn-mode",
+    "oneshot.calib_batches": "--calib-batches",
 }
 
 
@@ -265,6 +292,9 @@ def format_error(
     value = err.get("input")
     hidden = isinstance(value, (dict, list)) or value is None or repr(value) in msg
     shown = "" if hidden else f" (got {value!r})"
+    if not loc:  # a check across fields: its message names them
+        where = f" ({source})" if source else ""
+        return f"{msg}{where}".replace("\n", " ")
     if from_cli is None and source is None:
         name = _loc(loc)
     else:
@@ -318,11 +348,22 @@ def merge(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, An
     return out
 
 
+def _drop_foreign_options(base: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """The YAML without the options it wrote for a strategy/pruner the flags replaced
+    (options of evolution mean nothing to --strategy random, and would be refused)."""
+    for key, default in (("strategy", "evolution"), ("pruner", "none")):
+        chosen = overrides.get(key)
+        replaced = chosen is not None and chosen != base.get(key, default)
+        if replaced and overrides.get(f"{key}_options") is None:
+            base = {k: v for k, v in base.items() if k != f"{key}_options"}
+    return base
+
+
 def load_config(
     path: str | Path | None = None, overrides: Mapping[str, Any] | None = None
 ) -> RunConfig:
     """The run config of a YAML file (optional) with CLI overrides (dotted keys) on top."""
-    base = read_yaml(path) if path is not None else {}
+    base = _drop_foreign_options(read_yaml(path) if path is not None else {}, overrides or {})
     given = {k for k, v in (overrides or {}).items() if v is not None}
     return parse_config(
         merge(base, overrides or {}), from_cli=given, source=str(path) if path else None
@@ -335,6 +376,7 @@ __all__ = [
     "SPACE_NAMES",
     "ConfigError",
     "ConstraintsConfig",
+    "OneshotOptions",
     "RunConfig",
     "SpaceConfig",
     "TrainOptions",

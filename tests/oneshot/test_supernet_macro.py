@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 from collections import Counter
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -32,11 +33,12 @@ def _one_thread() -> Iterator[None]:
 
 
 def small_space(stem_width: int = 4) -> MacroSpace:
-    """Two stages on 8x8 inputs; width 36 makes GroupNorm use 18 groups (not one per channel)."""
+    """Two stages on 8x8 inputs; width 36 makes GroupNorm use 18 groups (not one per channel),
+    and width 6 in both stages makes a strided residual of equal widths (a projection)."""
     return MacroSpace(
         stages=[
             {"widths": [4, 6], "min_blocks": 1, "max_blocks": 2, "stride": 1},
-            {"widths": [8, 36], "min_blocks": 1, "max_blocks": 2, "stride": 2},
+            {"widths": [6, 36], "min_blocks": 1, "max_blocks": 2, "stride": 2},
         ],
         kernels=[1, 3],
         dropout=[0.0, 0.3],
@@ -62,15 +64,14 @@ def make_supernet(space: MacroSpace, affine: bool = True, in_channels: int = 3) 
     return net
 
 
-def uniform_arch(space: MacroSpace, widest: bool = False, **fields: object) -> MacroArch:
+def uniform_arch(space: MacroSpace, widest: bool = False, **fields: Any) -> MacroArch:
     """Every stage at its deepest, every block its stage's narrowest (or widest) width and
     the first choices but for `fields`."""
     stages = tuple(
         tuple(
             dataclasses.replace(
                 space.default_block(i),
-                width=max(spec.widths) if widest else min(spec.widths),
-                **fields,  # type: ignore[arg-type]
+                **{"width": max(spec.widths) if widest else min(spec.widths), **fields},
             )
             for _ in range(spec.max_blocks)
         )
@@ -103,7 +104,10 @@ def test_subnet_equals_supernet_in_train_and_eval_mode(affine: bool, stem_width:
     space = small_space(stem_width)
     supernet = make_supernet(space, affine)
     x = torch.randn(6, 3, 8, 8)
-    for arch in corner_archs(space) + some_archs(space, 25):
+    # all width 6 with residuals: the strided first block of stage 1 keeps the width but
+    # still needs the projection
+    sixes = MacroArch(uniform_arch(space, residual=True, width=6).stages, 0.3)
+    for arch in [sixes, *corner_archs(space), *some_archs(space, 25)]:
         supernet.set_arch(arch)
         sub = supernet.subnet(arch)
         assert type(sub) is type(space.build(arch))
@@ -254,7 +258,7 @@ def test_indicator_norm_of_norm_act_conv_sees_the_previous_width() -> None:
         (Block(6, 3, "batchnorm", "conv_norm_act", "relu", False),),
         (
             Block(36, 3, "batchnorm", "norm_act_conv", "relu", False),
-            Block(8, 1, "layernorm", "conv_act_norm", "silu", True),
+            Block(6, 1, "layernorm", "conv_act_norm", "silu", True),
         ),
     )
     norms = supernet.indicator_norms(MacroArch(blocks, 0.0))
@@ -271,13 +275,13 @@ def test_bn_score_of_the_macro_supernet_by_hand() -> None:
             Block(4, 3, "batchnorm", "conv_norm_act", "relu", False),
             Block(6, 3, "groupnorm", "conv_norm_act", "relu", False),
         ),
-        (Block(8, 1, "batchnorm", "conv_act_norm", "gelu", True),),
+        (Block(6, 1, "batchnorm", "conv_act_norm", "gelu", True),),
     )
     with torch.no_grad():
         supernet.stages[0][0].norms["conv_norm_act"]["batchnorm"]["4"].weight.copy_(
             torch.tensor([1.0, -2.0, 3.0, -4.0])
         )
-        supernet.stages[1][0].norms["conv_act_norm"]["batchnorm"]["8"].weight.fill_(-0.5)
+        supernet.stages[1][0].norms["conv_act_norm"]["batchnorm"]["6"].weight.fill_(-0.5)
     assert bn_score(supernet, MacroArch(blocks, 0.0)) == pytest.approx(2.5 + 0.5)
 
 
@@ -345,5 +349,5 @@ def test_protocol_and_bad_input() -> None:
         supernet(torch.randn(2, 3, 8, 8))
     narrow = uniform_arch(space)
     wrong = MacroArch((narrow.stages[0], narrow.stages[0]), 0.0)
-    with pytest.raises(ValueError, match=r"s1\.b0\.width=4 is not one of \[8, 36\]"):
+    with pytest.raises(ValueError, match=r"s1\.b0\.width=4 is not one of \[6, 36\]"):
         supernet.set_arch(wrong)

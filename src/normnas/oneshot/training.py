@@ -367,6 +367,7 @@ class _Stepper:
         self.optimizer.zero_grad(set_to_none=True)
         loss_total = torch.zeros((), dtype=torch.float64, device=x.device)
         correct = torch.zeros((), dtype=torch.long, device=x.device)
+        stepped = False
         for arch in archs:
             self.supernet.set_arch(arch)
             autocast: contextlib.AbstractContextManager = (
@@ -377,9 +378,13 @@ class _Stepper:
             with autocast:
                 out = self.model(x)
                 loss = self.loss_fn(out, y)
-            (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
+            if loss.requires_grad:  # BN-only training: a macro path without BN trains nothing
+                (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
+                stepped = True
             loss_total += loss.detach().double()
             correct += (out.detach().argmax(1) == y).sum()
+        if not stepped:  # no gradient anywhere: a step (and the AMP scaler) would fail
+            return loss_total, correct
         clip = self.config.grad_clip
         if self.scaler is None:
             if clip is not None:

@@ -70,6 +70,20 @@ def search(
     final: bool | None = typer.Option(
         None, "--final/--no-final", help="Retrain the best on train+valid and test it."
     ),
+    evaluator: str | None = typer.Option(
+        None,
+        "--evaluator",
+        help="How candidates are judged: train (from scratch), supernet (weight sharing), "
+        "bn-indicator (BN-NAS scale score).",
+    ),
+    bn_mode: str | None = typer.Option(
+        None,
+        "--bn-mode",
+        help="Supernet: BN statistics of a sub-network: running, batch, recalibrate.",
+    ),
+    calib_batches: int | None = typer.Option(
+        None, "--calib-batches", help="Supernet, recalibrate: training batches per query."
+    ),
     force: bool | None = typer.Option(
         None,
         "--force",
@@ -99,6 +113,9 @@ def search(
         "device": device,
         "final": final,
         "force": force,
+        "evaluator": evaluator,
+        "oneshot.bn_mode": bn_mode,
+        "oneshot.calib_batches": calib_batches,
     }
     run_and_report(config, overrides, progress)
 

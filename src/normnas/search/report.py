@@ -259,7 +259,7 @@ def ensure_final_model(
         raise SearchFailedError(f"study {study.study_name!r} has no completed trial")
     config = final.rebuild_config(study.study_name, study_meta(study), data, data_root)
     try:
-        parts = build_parts(parse_config(config))
+        parts = build_parts(parse_config(config), judge=False)
     except DataError as e:
         raise final.data_error(study.study_name, config, e) from None
     arch = parts.space.from_params(front[0].params)

@@ -418,7 +418,8 @@ def _stop_reason(
         return "cost"
     if budget.wall_s is not None and elapsed >= budget.wall_s:
         return "wall"
-    if getattr(study.sampler, "exhausted", False):
+    exhausted_for = getattr(study.sampler, "exhausted_for", None)  # per study: samplers are reused
+    if exhausted_for(study) if exhausted_for else getattr(study.sampler, "exhausted", False):
         return "exhausted"
     return ""
 

@@ -82,9 +82,60 @@ def train_config(cfg: RunConfig) -> Any:
     return TrainConfig(**cfg.train.model_dump(), seed=cfg.seed, device=cfg.device)
 
 
-def build_parts(cfg: RunConfig, space: SearchSpace | None = None, data: Any = None) -> Parts:
-    from normnas.data import load
+def supernet_path(cfg: RunConfig, url: str) -> Path:
+    """Where a study's supernet checkpoint lives: beside the study's storage."""
+    return storage_dir(url) / f"{cfg.study_name}.{cfg.evaluator}.pt"
+
+
+def make_evaluator(cfg: RunConfig, parts: Parts, url: str) -> Any:
+    """The study's judge: training from scratch, or a (trained or reloaded) supernet."""
     from normnas.search.evaluators import TrainEvaluator
+
+    if cfg.evaluator == "train":
+        return TrainEvaluator(
+            parts.space,
+            parts.data,
+            parts.train_config,
+            cfg.objectives,
+            constraints=parts.constraints,
+        )
+    from normnas.oneshot import (
+        BNIndicatorEvaluator,
+        SupernetEvaluator,
+        SupernetOptions,
+        prepare_supernet,
+    )
+
+    o = cfg.oneshot
+    options = SupernetOptions(
+        judge=cfg.evaluator,
+        sampling=o.sampling,
+        affine=o.affine,
+        C=o.C,
+        N=o.N,
+        warmup_epochs=o.warmup_epochs,
+        bn_epochs=o.bn_epochs,
+    )
+    tc = parts.train_config
+    if o.epochs is not None:
+        tc = dataclasses.replace(tc, epochs=o.epochs)
+    supernet = prepare_supernet(parts.space, parts.data, tc, options, supernet_path(cfg, url))
+    if cfg.evaluator == "bn-indicator":
+        return BNIndicatorEvaluator(supernet, parts.data)
+    return SupernetEvaluator(
+        supernet, parts.data, bn_mode=o.bn_mode, calib_batches=o.calib_batches, seed=cfg.seed
+    )
+
+
+def build_parts(
+    cfg: RunConfig,
+    space: SearchSpace | None = None,
+    data: Any = None,
+    url: str | None = None,
+    judge: bool = True,
+) -> Parts:
+    """Space, data, constraints, training config and (with `judge`) the evaluator."""
+    from normnas.data import load
 
     if space is None:
         space = make_space(cfg.space.name, cfg.space.space_options(), cfg.space.recipe)
@@ -98,9 +149,12 @@ def build_parts(cfg: RunConfig, space: SearchSpace | None = None, data: Any = No
         )
     check_image_size(space, data)
     constraints = Constraints(**cfg.constraints.model_dump())
-    tc = train_config(cfg)
-    evaluator = TrainEvaluator(space, data, tc, cfg.objectives, constraints=constraints)
-    return Parts(space, data, evaluator, constraints, tc)
+    parts = Parts(space, data, None, constraints, train_config(cfg))
+    if judge:
+        parts.evaluator = make_evaluator(
+            cfg, parts, url or cfg.storage or default_storage(cfg.workers)
+        )
+    return parts
 
 
 def worker_seed(seed: int, index: int) -> int:
@@ -154,9 +208,13 @@ def fingerprint(cfg: RunConfig, space: SearchSpace) -> dict[str, Any]:
         data["path"] = str(path.resolve())
         if path.is_file():
             data["bytes"] = path.stat().st_size
+    judge: dict[str, Any] = {"evaluator": cfg.evaluator}
+    if cfg.evaluator != "train":
+        judge["oneshot"] = cfg.oneshot.model_dump(mode="json")
     return {
         "space": space_spec(space),
         "data": data,
+        "judge": judge,
         "valid_fraction": cfg.valid_fraction,
         "seed": cfg.seed,
         "train": cfg.train.model_dump(mode="json"),
@@ -259,7 +317,7 @@ def run(
     check_device(cfg.device)
     url = cfg.storage or default_storage(cfg.workers)
     storage = open_storage(url)
-    parts = build_parts(cfg, space, data)
+    parts = build_parts(cfg, space, data, url, judge=False)
     study = make_study(cfg, parts.space, storage)
     print_ = fingerprint(cfg, parts.space)
     changes = check_fingerprint(study, print_, cfg.force)
@@ -288,6 +346,13 @@ def run(
     summary: SearchSummary | None = None
     notes = [f"changed since the study began (--force): {c}" for c in changes]
     try:
+        # a supernet is trained here, after the checks (a killed training resumes), and in
+        # the parent only: workers load its finished checkpoint
+        parts.evaluator = make_evaluator(cfg, parts, url)
+        if cfg.time is not None:
+            budget.wall_s = cfg.time - (time.monotonic() - t0)
+            if budget.wall_s <= 0:
+                raise UserError(f"--time {cfg.time:g}s was used up before the search began")
         if cfg.workers > 1:
             from normnas.execute.workers import run_workers
 
