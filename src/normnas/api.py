@@ -35,6 +35,9 @@ def search(
     strategy_options: dict[str, Any] | None = None,
     space_options: dict[str, Any] | None = None,
     force: bool = False,
+    evaluator: str = "train",
+    bn_mode: str | None = None,
+    oneshot: dict[str, Any] | None = None,
 ) -> SearchOutcome:
     """Search `space` (a name or a SearchSpace) on `data` (a name or a DataBundle).
 
@@ -43,8 +46,10 @@ def search(
     elsewhere). `root` is where data sets are downloaded to and looked for (the CLI's
     `--data-root`; default $NORMNAS_DATA or ~/.cache/normnas/data); `verify=False` accepts
     an archive whose checksum differs from the official one. `time` is the wall time of the
-    whole call, final retrain included. Returns the study, the best trial (or Pareto front),
-    the test accuracy of the retrained best model and the path of its checkpoint.
+    whole call, final retrain included. `evaluator` is "train", "supernet" or
+    "bn-indicator" (`bn_mode` and the `oneshot` options as in the YAML). Returns the
+    study, the best trial (or Pareto front), the test accuracy of the retrained best model
+    and the path of its checkpoint.
     Raises `normnas.errors.SearchFailedError` (with the outcome as `.outcome`) when no
     trial succeeded, and another `UserError` for bad input, before any trial runs.
     """
@@ -61,6 +66,8 @@ def search(
         "data_root": root,
         "verify": verify,
         "force": force,
+        "evaluator": evaluator,
+        "oneshot": {**(oneshot or {}), **({"bn_mode": bn_mode} if bn_mode else {})},
         "strategy": strategy,
         "strategy_options": strategy_options or {},
         "objectives": list(objectives),

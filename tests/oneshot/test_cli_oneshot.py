@@ -65,3 +65,25 @@ def test_a_bad_bn_mode_is_one_line(tmp_path):
     )
     assert result.exit_code == 2
     assert result.output.startswith("error: --bn-mode: must be one of 'running', 'batch'")
+
+
+def test_python_api_takes_the_same_judge(tmp_path):
+    import normnas
+
+    out = normnas.search(
+        space="nb201",
+        data="digits",
+        strategy="random",
+        evaluator="supernet",
+        bn_mode="running",
+        oneshot={"C": 4, "N": 1},
+        trials=3,
+        epochs=1,
+        final=False,
+        storage=f"sqlite:///{tmp_path / 'api.db'}",
+        study="api",
+    )
+    done = [r for r in rec.records(out.study) if r.evaluated]
+    assert len(done) == 3
+    assert {r.result["extra"]["bn_mode"] for r in done} == {"running"}
+    assert (tmp_path / "api.supernet.pt").is_file()
