@@ -11,26 +11,14 @@ import optuna
 import pytest
 import torch
 from optuna.trial import TrialState
-from typer.testing import CliRunner
+from tests import support
 
-from normnas.cli import app
 from normnas.search import records as rec
 from normnas.search.study import open_storage
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
-TINY = """\
-space:
-  name: macro
-  options:
-    stages:
-      - {widths: [8, 16], min_blocks: 1, max_blocks: 1, stride: 1}
-      - {widths: [16, 24], min_blocks: 1, max_blocks: 1, stride: 2}
-    dropout: [0.0]
-train: {epochs: 1, batch_size: 64}
-strategy: evolution
-strategy_options: {population_size: 3}
-"""
+TINY = support.TINY
 NORMNAS = [sys.executable, "-c", "from normnas.cli import main; main()"]
 
 
@@ -41,12 +29,7 @@ def tiny(tmp_path: Path) -> Path:
 
 
 def _invoke(args: list[str], cwd: Path):
-    old = Path.cwd()
-    os.chdir(cwd)
-    try:
-        return CliRunner().invoke(app, args)
-    finally:
-        os.chdir(old)
+    return support.invoke(args, cwd)
 
 
 @pytest.mark.parametrize(

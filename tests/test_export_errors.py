@@ -7,16 +7,14 @@ cases use chmod; as root (which chmod does not stop) the folder is also made imm
 
 from __future__ import annotations
 
-import contextlib
 import os
-import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import optuna
 import pytest
 import torch
+from tests.support import read_only
 
 import normnas
 from normnas.config import parse_config
@@ -27,25 +25,6 @@ from normnas.search.study import study_meta
 from normnas.spaces import MacroSpace
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
-
-
-@contextlib.contextmanager
-def read_only(path: Path) -> Iterator[None]:
-    """`path` (file or folder) read-only for this process, restored afterwards."""
-    mode = path.stat().st_mode
-    path.chmod(0o555 if path.is_dir() else 0o444)
-    immutable = False
-    try:
-        if os.geteuid() == 0:  # root writes through chmod; an immutable inode stops root too
-            done = subprocess.run(["chattr", "+i", str(path)], capture_output=True, check=False)
-            if done.returncode != 0:
-                pytest.skip("as root, chmod does not make files read-only, and chattr +i failed")
-            immutable = True
-        yield
-    finally:
-        if immutable:
-            subprocess.run(["chattr", "-i", str(path)], check=True)
-        path.chmod(mode)
 
 
 @pytest.fixture(scope="module")

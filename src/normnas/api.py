@@ -38,6 +38,8 @@ def search(
     evaluator: str = "train",
     bn_mode: str | None = None,
     oneshot: dict[str, Any] | None = None,
+    proxies: str | Sequence[str] | None = None,
+    proxy_warmup: int = 0,
 ) -> SearchOutcome:
     """Search `space` (a name or a SearchSpace) on `data` (a name or a DataBundle).
 
@@ -47,7 +49,9 @@ def search(
     `--data-root`; default $NORMNAS_DATA or ~/.cache/normnas/data); `verify=False` accepts
     an archive whose checksum differs from the official one. `time` is the wall time of the
     whole call, final retrain included. `evaluator` is "train", "supernet" or
-    "bn-indicator" (`bn_mode` and the `oneshot` options as in the YAML). Returns the
+    "bn-indicator" (`bn_mode` and the `oneshot` options as in the YAML) or "proxy"
+    (`proxies`, names or "a,b"); `proxy_warmup=N` starts the search from the best of N
+    proxy-scored random architectures. Returns the
     study, the best trial (or Pareto front), the test accuracy of the retrained best model
     and the path of its checkpoint.
     Raises `normnas.errors.SearchFailedError` (with the outcome as `.outcome`) when no
@@ -67,6 +71,8 @@ def search(
         "verify": verify,
         "force": force,
         "evaluator": evaluator,
+        "proxy_warmup": proxy_warmup,
+        **({"proxies": proxies} if proxies is not None else {}),
         "oneshot": {**(oneshot or {}), **({"bn_mode": bn_mode} if bn_mode else {})},
         "strategy": strategy,
         "strategy_options": strategy_options or {},

@@ -155,8 +155,19 @@ class RunConfig(_Model):
     dedup: bool = True
     final: bool = True  # retrain the best on train+valid and score it on test
     train: TrainOptions = Field(default_factory=TrainOptions)
-    evaluator: Literal["train", "supernet", "bn-indicator"] = "train"
+    evaluator: Literal["train", "supernet", "bn-indicator", "proxy"] = "train"
     oneshot: OneshotOptions = Field(default_factory=OneshotOptions)
+    # zero-cost proxies: the judge's (`evaluator: proxy`) and the warm-up's
+    proxies: list[str] = Field(default_factory=lambda: ["synflow", "jacov", "naswot"])
+    proxy_warmup: int = Field(0, ge=0)  # score N random archs first, start from the best
+
+    @field_validator("proxies", mode="before")
+    @classmethod
+    def _proxy_names(cls, value: Any) -> Any:
+        from normnas.proxies.registry import parse_proxies
+
+        return list(parse_proxies(value)) if isinstance(value, (str, list, tuple)) else value
+
     force: bool = False  # rerun a study although what defines its results changed
 
     @field_validator("space", mode="before")
@@ -256,6 +267,8 @@ FLAGS: dict[str, str] = {
     "evaluator": "--evaluator",
     "oneshot.bn_mode": "--bn-mode",
     "oneshot.calib_batches": "--calib-batches",
+    "proxies": "--proxy",
+    "proxy_warmup": "--proxy-warmup",
 }
 
 

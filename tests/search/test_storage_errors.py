@@ -7,16 +7,14 @@ root (which chmod does not stop) the same file or folder is also made immutable 
 
 from __future__ import annotations
 
-import contextlib
 import os
-import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import optuna
 import pytest
 import sqlalchemy
 import sqlalchemy.exc
+from tests.support import read_only
 
 from normnas.errors import StorageError, StudyMismatchError
 from normnas.search.study import (
@@ -29,25 +27,6 @@ from normnas.search.study import (
 )
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
-
-
-@contextlib.contextmanager
-def read_only(path: Path) -> Iterator[None]:
-    """`path` (file or folder) read-only for this process, restored afterwards."""
-    mode = path.stat().st_mode
-    path.chmod(0o555 if path.is_dir() else 0o444)
-    immutable = False
-    try:
-        if os.geteuid() == 0:  # root writes through chmod; an immutable inode stops root too
-            done = subprocess.run(["chattr", "+i", str(path)], capture_output=True, check=False)
-            if done.returncode != 0:
-                pytest.skip("as root, chmod does not make files read-only, and chattr +i failed")
-            immutable = True
-        yield
-    finally:
-        if immutable:
-            subprocess.run(["chattr", "-i", str(path)], check=True)
-        path.chmod(mode)
 
 
 def _study_file(path: Path, trials: int = 30) -> str:

@@ -218,3 +218,15 @@ def test_pool_cell_costs_more_than_skip_same_macs() -> None:
     # 5 cells per stage, 6 edges, 9 ops per output element, at 16x32x32, 32x16x16, 64x8x8
     pools = 5 * 6 * 9 * (16 * 32 * 32 + 32 * 16 * 16 + 64 * 8 * 8)
     assert count_flops(pool, shape) - count_flops(skip, shape) == pools
+
+
+def test_counting_and_timing_restore_each_submodules_own_mode() -> None:
+    from normnas.train import count_flops, measure_latency
+
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.Dropout(0.5))
+    model.train()
+    model[1].eval()  # a frozen BN inside a training model, as fine-tuning does
+    before = [m.training for m in model.modules()]
+    count_flops(model, (1, 8, 8))
+    measure_latency(model, (1, 8, 8), runs=2, warmup=1)
+    assert [m.training for m in model.modules()] == before

@@ -38,6 +38,15 @@ def nb201(
         True, "--dedup/--no-dedup", help="Charge equivalent cells once (default) or each time."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object only."),
+    proxy_warmup: int = typer.Option(
+        0,
+        "--proxy-warmup",
+        help="Score N random cells with the shipped proxy scores first, start from the best; "
+        "their measured seconds are charged to the budget.",
+    ),
+    proxy_scores: Path | None = typer.Option(
+        None, "--proxy-scores", help="Proxy score file for --proxy-warmup (default: packaged)."
+    ),
 ) -> None:
     """Run R searches of a strategy on NAS-Bench-201; report the picks' test accuracy."""
     from normnas.bench.runs import run_bench
@@ -46,7 +55,12 @@ def nb201(
 
     if strategy not in STRATEGIES:
         _fail(f"unknown strategy {strategy!r}; valid: {', '.join(sorted(STRATEGIES))}")
-    for name, value, low in (("--runs", runs, 1), ("--processes", processes, 1)):
+    checks = (
+        ("--runs", runs, 1),
+        ("--processes", processes, 1),
+        ("--proxy-warmup", proxy_warmup, 0),
+    )
+    for name, value, low in checks:
         if value < low:
             _fail(f"{name} must be >= {low}, got {value}")
     if not budget > 0:
@@ -55,9 +69,26 @@ def nb201(
         tab = NB201Table.load(table)
     except TableError as exc:
         _fail(str(exc))
+    scores = None
+    if proxy_warmup > 0:
+        from normnas.bench.proxy_scores import ProxyScores
+        from normnas.errors import UserError
+
+        try:
+            scores = ProxyScores.load(proxy_scores)
+        except UserError as exc:
+            _fail(str(exc))
     try:
         result = run_bench(
-            strategy, runs, budget, seed=seed, table=tab, processes=processes, dedup=dedup
+            strategy,
+            runs,
+            budget,
+            seed=seed,
+            table=tab,
+            processes=processes,
+            dedup=dedup,
+            proxy_warmup=proxy_warmup,
+            proxy_scores=scores,
         )
     except ValueError as exc:  # a strategy that cannot run on this space, bad options
         _fail((str(exc).strip().splitlines() or [type(exc).__name__])[0])
@@ -69,6 +100,12 @@ def nb201(
         f"{result.std_test_acc:.2f} % over {runs} runs (seeds {seed}..{seed + runs - 1}), "
         f"budget {budget:g} s, {result.mean_queries:.1f} queries/run, "
         f"wall {result.wall_s:.1f} s  [{tab.path}]"
+        + (
+            f", proxy warm-up {proxy_warmup} cells ({', '.join(scores.proxies)}): "
+            f"{result.mean_warmup_s:.1f} s charged per run"
+            if scores is not None
+            else ""
+        )
     )
 
 

@@ -3,8 +3,12 @@
 Run r uses seed `seed + r`: a fresh in-memory Optuna study, `make_sampler(strategy, space,
 seed + r)` and `run_search(..., Budget(cost_s=budget), dedup=dedup)` over a `TableEvaluator`.
 The pick is the runner's best trial (best `valid_acc_12ep`, ties by first seen); only then is
-its `test_acc_200ep` read from the table. Runs are independent, so a process pool splits
-them into contiguous chunks and the results, sorted by seed, do not depend on `processes`.
+its `test_acc_200ep` read from the table. With `proxy_warmup=N`, each run first draws N
+random cells, ranks them by the shipped proxy scores (`ProxyScores`, their vote), enqueues
+the best `seed_count(sampler)` (evolution's population, additive's start) and charges the
+N cells' measured proxy seconds to its budget (`spent_s` includes them). Runs are
+independent, so a process pool splits them into contiguous chunks and the results, sorted
+by seed, do not depend on `processes`.
 """
 
 from __future__ import annotations
@@ -20,7 +24,10 @@ from typing import Any
 import numpy as np
 import optuna
 
+from normnas.bench.proxy_scores import ProxyScores
 from normnas.bench.table import NB201Table, TableEvaluator
+from normnas.errors import ConfigError
+from normnas.proxies.warmup import seed_count, seed_study
 from normnas.search.runner import Budget, SearchSummary, run_search
 from normnas.search.strategies import make_sampler
 from normnas.spaces.nb201 import NB201Space
@@ -35,7 +42,8 @@ class RunOutcome:
     valid_acc_12ep: float
     test_acc_200ep: float
     queries: int  # evaluations that cost budget (duplicates of equivalent cells excluded)
-    spent_s: float  # simulated seconds, the budget-crossing query included
+    spent_s: float  # simulated seconds, the budget-crossing query included (+ warm-up)
+    warmup_s: float = 0.0  # measured proxy seconds of the warm-up, charged to the budget
 
 
 @dataclass
@@ -48,6 +56,8 @@ class BenchResult:
     mean_queries: float
     wall_s: float
     outcomes: list[RunOutcome] = field(default_factory=list, repr=False)
+    proxy_warmup: int = 0  # cells scored by proxies before each search (0: no warm-up)
+    mean_warmup_s: float = 0.0  # their measured seconds, charged to each run's budget
 
     def summary(self) -> dict[str, Any]:
         """The JSON object of `normnas bench nb201 --json`."""
@@ -55,6 +65,9 @@ class BenchResult:
         out = {k: getattr(self, k) for k in keys}
         out["mean_queries"] = self.mean_queries
         out["wall_s"] = round(self.wall_s, 3)
+        if self.proxy_warmup:
+            out["proxy_warmup"] = self.proxy_warmup
+            out["mean_warmup_s"] = self.mean_warmup_s
         return out
 
     def outcomes_dicts(self) -> list[dict[str, Any]]:
@@ -64,12 +77,15 @@ class BenchResult:
 class Context:
     """What every run in a process shares: the table, its evaluator, one space object."""
 
-    def __init__(self, table: NB201Table) -> None:
+    def __init__(self, table: NB201Table, proxy_scores: ProxyScores | None = None) -> None:
         self.table = table
+        self.proxy_scores = proxy_scores
         self.space = NB201Space()
         self.evaluator = TableEvaluator(table, self.space)
 
 
+WARMUP_STREAM = 0x5EED  # the warm-up's draws: a stream of their own beside the sampler's
+WARMUP_S_ATTR = "proxy_warmup_s"
 _CONTEXT: Context | None = None  # per worker process (set by the pool initializer)
 
 
@@ -80,12 +96,28 @@ def search_once(
     budget: float,
     options: dict[str, Any],
     dedup: bool = True,
+    proxy_warmup: int = 0,
 ) -> tuple[optuna.Study, SearchSummary]:
-    """One search: a fresh in-memory study driven by the standard runner."""
+    """One search: a fresh in-memory study driven by the standard runner.
+
+    With `proxy_warmup` > 0 the study's user attr `proxy_warmup_s` holds the warm-up's
+    charged seconds (the runner's budget is what is left of `budget` after them; at least
+    one query is always made).
+    """
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     sampler = make_sampler(strategy, ctx.space, seed=seed, **options)
     study = optuna.create_study(direction="maximize", sampler=sampler)
-    summary = run_search(study, ctx.space, ctx.evaluator, Budget(cost_s=budget), dedup=dedup)
+    left = budget
+    if proxy_warmup > 0:
+        if ctx.proxy_scores is None:
+            raise ConfigError("--proxy-warmup: no proxy scores loaded")
+        rng = np.random.default_rng([seed, WARMUP_STREAM])
+        picks = ctx.proxy_scores.warmup(ctx.space, proxy_warmup, rng)
+        seed_study(study, ctx.space, picks, seed_count(sampler))
+        warm_s = float(sum(p.cost_s for p in picks))
+        study.set_user_attr(WARMUP_S_ATTR, warm_s)
+        left = max(budget - warm_s, 1e-9)  # > 0: the query crossing the budget still runs
+    summary = run_search(study, ctx.space, ctx.evaluator, Budget(cost_s=left), dedup=dedup)
     return study, summary
 
 
@@ -96,8 +128,10 @@ def run_once(
     budget: float,
     options: dict[str, Any],
     dedup: bool = True,
+    proxy_warmup: int = 0,
 ) -> RunOutcome:
-    _, summary = search_once(ctx, strategy, seed, budget, options, dedup)
+    study, summary = search_once(ctx, strategy, seed, budget, options, dedup, proxy_warmup)
+    warm_s = float(study.user_attrs.get(WARMUP_S_ATTR, 0.0))
     best = summary.best  # best valid_acc_12ep, ties by the lower trial number
     if best is None or best.arch is None:
         raise RuntimeError(f"run with seed {seed}: the search evaluated no architecture")
@@ -109,20 +143,28 @@ def run_once(
         valid_acc_12ep=float(ctx.table.valid_acc_12ep[row]),
         test_acc_200ep=float(ctx.table.test_acc_200ep[row]),
         queries=summary.n_evaluated - summary.n_failed,
-        spent_s=summary.spent_cost_s,
+        spent_s=summary.spent_cost_s + warm_s,
+        warmup_s=warm_s,
     )
 
 
-def _init_worker(table: NB201Table | None, path: str | None) -> None:
+def _init_worker(
+    table: NB201Table | None, path: str | None, proxy_scores: ProxyScores | None = None
+) -> None:
     global _CONTEXT
-    _CONTEXT = Context(table if table is not None else NB201Table.load(path))
+    _CONTEXT = Context(table if table is not None else NB201Table.load(path), proxy_scores)
 
 
 def _run_chunk(
-    strategy: str, seeds: list[int], budget: float, options: dict[str, Any], dedup: bool
+    strategy: str,
+    seeds: list[int],
+    budget: float,
+    options: dict[str, Any],
+    dedup: bool,
+    proxy_warmup: int = 0,
 ) -> list[RunOutcome]:
     assert _CONTEXT is not None
-    return [run_once(_CONTEXT, strategy, s, budget, options, dedup) for s in seeds]
+    return [run_once(_CONTEXT, strategy, s, budget, options, dedup, proxy_warmup) for s in seeds]
 
 
 def run_bench(
@@ -134,11 +176,14 @@ def run_bench(
     processes: int = 1,
     options: dict[str, Any] | None = None,
     dedup: bool = True,
+    proxy_warmup: int = 0,
+    proxy_scores: ProxyScores | str | Path | None = None,
 ) -> BenchResult:
     """Run `runs` seeded searches of `strategy` under `budget` simulated seconds each.
 
     `dedup=False` re-queries (and re-charges) equivalent cells, as the benchmark paper's
-    own scripts did; the default charges a canonical class once.
+    own scripts did; the default charges a canonical class once. `proxy_warmup=N` warms
+    each run up on N cells scored by `proxy_scores` (a file; None: the packaged one).
     """
     if runs < 1:
         raise ValueError(f"runs must be >= 1, got {runs}")
@@ -146,6 +191,15 @@ def run_bench(
         raise ValueError(f"budget must be > 0 simulated seconds, got {budget}")
     if processes < 1:
         raise ValueError(f"processes must be >= 1, got {processes}")
+    if isinstance(proxy_warmup, bool) or not isinstance(proxy_warmup, int) or proxy_warmup < 0:
+        raise ConfigError(f"--proxy-warmup: expected an integer >= 0, got {proxy_warmup!r}")
+    scores = None
+    if proxy_warmup > 0:
+        scores = (
+            proxy_scores
+            if isinstance(proxy_scores, ProxyScores)
+            else ProxyScores.load(proxy_scores)
+        )
     options = dict(options or {})
     make_sampler(strategy, NB201Space(), seed=seed, **options)  # unknown name/option: fail now
     t0 = time.perf_counter()
@@ -153,8 +207,8 @@ def run_bench(
     seeds = [seed + r for r in range(runs)]
     processes = min(processes, runs)
     if processes == 1:
-        ctx = Context(tab)
-        outcomes = [run_once(ctx, strategy, s, budget, options, dedup) for s in seeds]
+        ctx = Context(tab, scores)
+        outcomes = [run_once(ctx, strategy, s, budget, options, dedup, proxy_warmup) for s in seeds]
     else:
         size = math.ceil(runs / processes)
         chunks = [seeds[i : i + size] for i in range(0, runs, size)]
@@ -164,9 +218,12 @@ def run_bench(
             max_workers=len(chunks),
             mp_context=mp.get_context(method),
             initializer=_init_worker,
-            initargs=(tab, None),
+            initargs=(tab, None, scores),
         ) as pool:
-            futures = [pool.submit(_run_chunk, strategy, c, budget, options, dedup) for c in chunks]
+            futures = [
+                pool.submit(_run_chunk, strategy, c, budget, options, dedup, proxy_warmup)
+                for c in chunks
+            ]
             outcomes = [o for f in futures for o in f.result()]
     outcomes.sort(key=lambda o: o.seed)
     tests = np.array([o.test_acc_200ep for o in outcomes])
@@ -179,4 +236,6 @@ def run_bench(
         mean_queries=round(float(np.mean([o.queries for o in outcomes])), 2),
         wall_s=time.perf_counter() - t0,
         outcomes=outcomes,
+        proxy_warmup=proxy_warmup,
+        mean_warmup_s=round(float(np.mean([o.warmup_s for o in outcomes])), 3),
     )

@@ -74,7 +74,7 @@ def search(
         None,
         "--evaluator",
         help="How candidates are judged: train (from scratch), supernet (weight sharing), "
-        "bn-indicator (BN-NAS scale score).",
+        "bn-indicator (BN-NAS scale score), proxy (zero-cost proxies).",
     ),
     bn_mode: str | None = typer.Option(
         None,
@@ -83,6 +83,17 @@ def search(
     ),
     calib_batches: int | None = typer.Option(
         None, "--calib-batches", help="Supernet, recalibrate: training batches per query."
+    ),
+    proxy: str | None = typer.Option(
+        None,
+        "--proxy",
+        help="Zero-cost proxies, comma-separated (default synflow,jacov,naswot); "
+        "judged by --evaluator proxy and the warm-up.",
+    ),
+    proxy_warmup: int | None = typer.Option(
+        None,
+        "--proxy-warmup",
+        help="Score N random architectures with the proxies first; start from the best.",
     ),
     force: bool | None = typer.Option(
         None,
@@ -116,6 +127,8 @@ def search(
         "evaluator": evaluator,
         "oneshot.bn_mode": bn_mode,
         "oneshot.calib_batches": calib_batches,
+        "proxies": proxy,
+        "proxy_warmup": proxy_warmup,
     }
     run_and_report(config, overrides, progress)
 

@@ -93,14 +93,9 @@ def prepare_out(path: str | Path) -> Path:
     path = Path(path).expanduser()
     if path.is_dir():
         raise ExportError(f"{path}: a folder; give a file name, e.g. {path / 'model.pt'}")
-    folder = path.absolute().parent
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        # name the culprit: mkdir's "File exists" hides which part of the path is a file
-        file = next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), None)
-        why = f"{file} is a file" if file is not None else _reason(e)
-        raise ExportError(f"{path}: cannot create its folder {folder} ({why})") from None
+    from normnas.search.study import make_folder
+
+    folder = make_folder(path, ExportError)
     if not _writable(folder):
         raise ExportError(f"{path}: cannot write into {folder} (read-only); choose another folder")
     if path.exists() and not _writable(path):

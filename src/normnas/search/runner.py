@@ -27,8 +27,6 @@ with their status, pruned ones as PRUNED; the search goes on.
 from __future__ import annotations
 
 import inspect
-import os
-import socket
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -41,9 +39,8 @@ from optuna.trial import FrozenTrial, TrialState
 
 from normnas.search import records as rec
 from normnas.search.result import Evaluator, ReportFn, TrialResult
+from normnas.search.study import claim, release
 from normnas.spaces.base import Arch, SearchSpace
-
-WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
 
 
 @dataclass
@@ -224,7 +221,7 @@ def run_search(
     progress: bool = False,
     *,
     count_existing: bool = True,
-    record_worker: bool | None = None,
+    record_worker: bool = True,
     callback: Callable[[TrialEvent], None] | None = None,
     wait_poll_s: float = 0.2,
     reserve_s: Callable[[], float] | None = None,
@@ -237,14 +234,13 @@ def run_search(
     NopPruner and one objective). `count_existing=False` makes the budget count only this
     run's trials (used by parallel workers that each take a share). `callback` receives a
     `TrialEvent` after each trial; `progress=True` shows a rich progress bar.
-    `record_worker` writes a `worker` attribute before each evaluation (default: only on
-    multi-machine RDB storages such as PostgreSQL/MySQL, where restarts need it).
+    `record_worker` writes each trial's owner (`worker`, `heartbeat`: see `study.claim`) as
+    soon as it is asked for, so that a restart or a concurrent run can tell a dead run's
+    RUNNING trial from a live one.
     `reserve_s()` is the wall time to keep free for after the search (see the module doc);
     `max_infeasible` bounds the proposals made while nothing feasible has been found.
     """
     objs = _check_study(study, objectives)
-    if record_worker is None:
-        record_worker = is_multi_host_storage(study)
     t0 = time.perf_counter()
     ledger = _Ledger()
     expected_next = len(ledger.scan(study))
@@ -305,6 +301,8 @@ def run_search(
                 shared = True  # trials created elsewhere: another worker or an enqueue
             expected_next = trial.number + 1
             try:
+                if record_worker:
+                    claim(study, trial)  # first: a run beside this one sees it is not dead
                 arch = space.suggest(trial)
                 key = space.to_str(space.canonical(arch))
                 entry = ledger.entries.get(key) if dedup else None
@@ -316,8 +314,6 @@ def run_search(
                     streak += 1
                     status, dup, values = entry.status, entry.number, entry.values
                 else:
-                    if record_worker:
-                        trial.set_user_attr(rec.ATTR_WORKER, WORKER_ID)
                     result = None
                     if check is not None:
                         names = check.metric_names()
@@ -516,12 +512,15 @@ def _twin(
 
 def _interrupt(study: optuna.Study, trial: optuna.Trial) -> None:
     """Mark a trial cut short in this process as failed/interrupted and queue its retry."""
+    release(trial)  # no longer running here, whatever happens below
     try:
-        if study._storage.get_trial(trial._trial_id).state.is_finished():
+        stored = study._storage.get_trial(trial._trial_id)
+        if stored.state.is_finished():
             return
         trial.set_user_attr(rec.ATTR_RESULT, {"status": "interrupted"})
         study.tell(trial, state=TrialState.FAIL)
-        params = trial.params
+        # the stored params: an interrupt inside `suggest` may leave the trial's cache short
+        params = stored.params
         if params:
             study.enqueue_trial(params, user_attrs={rec.ATTR_RETRY: trial.number})
     except Exception:  # the storage itself may be what failed; never mask the original error

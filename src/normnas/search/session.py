@@ -91,6 +91,12 @@ def make_evaluator(cfg: RunConfig, parts: Parts, url: str) -> Any:
     """The study's judge: training from scratch, or a (trained or reloaded) supernet."""
     from normnas.search.evaluators import TrainEvaluator
 
+    if cfg.evaluator == "proxy":
+        from normnas.proxies import ProxyEvaluator
+
+        return ProxyEvaluator(
+            parts.space, parts.data, tuple(cfg.proxies), seed=cfg.seed, device=cfg.device
+        )
     if cfg.evaluator == "train":
         return TrainEvaluator(
             parts.space,
@@ -124,6 +130,26 @@ def make_evaluator(cfg: RunConfig, parts: Parts, url: str) -> Any:
         return BNIndicatorEvaluator(supernet, parts.data)
     return SupernetEvaluator(
         supernet, parts.data, bn_mode=o.bn_mode, calib_batches=o.calib_batches, seed=cfg.seed
+    )
+
+
+def warm_up(cfg: RunConfig, parts: Parts, study: optuna.Study) -> str:
+    """Score `cfg.proxy_warmup` random architectures with the proxies and enqueue the best
+    (as many as the strategy starts from) to be evaluated first; once per study. Its time
+    comes out of `--time` like any other work of the command."""
+    from normnas.proxies import proxy_warmup, seed_count, seed_study
+
+    start = time.perf_counter()
+    picks = proxy_warmup(
+        parts.space, parts.data, cfg.proxy_warmup, tuple(cfg.proxies), seed=cfg.seed,
+        device=cfg.device,
+    )  # fmt: skip
+    chosen = seed_study(study, parts.space, picks, seed_count(study.sampler))
+    spent = time.perf_counter() - start
+    study.set_user_attr("proxy_warmup_s", spent)
+    return (
+        f"proxy warm-up: {len(picks)} architectures scored by {', '.join(cfg.proxies)} in "
+        f"{spent:.1f}s; the best {len(chosen)} start the search"
     )
 
 
@@ -209,8 +235,10 @@ def fingerprint(cfg: RunConfig, space: SearchSpace) -> dict[str, Any]:
         if path.is_file():
             data["bytes"] = path.stat().st_size
     judge: dict[str, Any] = {"evaluator": cfg.evaluator}
-    if cfg.evaluator != "train":
+    if cfg.evaluator in ("supernet", "bn-indicator"):
         judge["oneshot"] = cfg.oneshot.model_dump(mode="json")
+    if cfg.evaluator == "proxy":
+        judge["proxies"] = list(cfg.proxies)
     return {
         "space": space_spec(space),
         "data": data,
@@ -349,7 +377,9 @@ def run(
         # a supernet is trained here, after the checks (a killed training resumes), and in
         # the parent only: workers load its finished checkpoint
         parts.evaluator = make_evaluator(cfg, parts, url)
-        if cfg.time is not None:
+        if cfg.proxy_warmup and "proxy_warmup_s" not in study.user_attrs:
+            notes.append(warm_up(cfg, parts, study))
+        if cfg.time is not None:  # the supernet's training and the warm-up took their share
             budget.wall_s = cfg.time - (time.monotonic() - t0)
             if budget.wall_s <= 0:
                 raise UserError(f"--time {cfg.time:g}s was used up before the search began")

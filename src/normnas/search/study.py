@@ -7,15 +7,17 @@ import json
 import os
 import re
 import socket
-from collections.abc import Iterator, Sequence
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import optuna
 from optuna.storages import BaseStorage
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
-from normnas.errors import StorageError, StudyMismatchError, one_line
+from normnas.errors import StorageError, StudyMismatchError, UserError, one_line
 from normnas.search import records as rec
 
 DEFAULT_SQLITE = "sqlite:///normnas.db"
@@ -138,8 +140,9 @@ def _writable(path: Path) -> bool:
     return os.access(path, os.W_OK, effective_ids=os.access in os.supports_effective_ids)
 
 
-def _make_folder(path: Path) -> Path:
-    """The folder of `path`, created when missing (as a search's outputs are)."""
+def make_folder(path: Path, error: type[UserError] = StorageError) -> Path:
+    """The folder of `path`, created when missing (as a search's outputs are); `error`
+    naming the part of the path that is a file, or why else it cannot be created."""
     folder = path.absolute().parent
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -147,7 +150,7 @@ def _make_folder(path: Path) -> Path:
         # name the culprit: mkdir's "File exists" hides which part of the path is a file
         file = next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), None)
         why = f"{file} is a file" if file is not None else _reason(e)
-        raise StorageError(f"{path}: cannot create its folder {folder} ({why})") from None
+        raise error(f"{path}: cannot create its folder {folder} ({why})") from None
     return folder
 
 
@@ -159,7 +162,7 @@ def _check_sqlite_file(path: Path, write: bool) -> None:
         if not path.exists():
             raise StorageError(f"{path}: no such storage file; pass --storage sqlite:///FILE")
         return
-    folder = _make_folder(path)
+    folder = make_folder(path)
     if path.exists() and not _writable(path):
         raise StorageError(
             f"{path}: the database is read-only; make it writable (chmod u+w {path}) "
@@ -181,7 +184,7 @@ def _open_journal(path: Path, write: bool) -> BaseStorage:
     if path.is_dir():
         raise StorageError(f"{path}: a folder, not a journal file; {_MOVE}")
     if write:
-        folder = _make_folder(path)
+        folder = make_folder(path)
         if not _writable(folder):  # the lock file and a new journal are made in the folder
             raise StorageError(
                 f"{path}: its folder {folder} is read-only (the journal keeps a lock file "
@@ -346,38 +349,254 @@ def storage_name(storage: str | BaseStorage) -> str:
     return type(storage).__name__
 
 
+# -- who runs a trial: worker ids, heartbeats, recovery of dead runs' trials --------------
+#
+# Every trial gets, as soon as it is asked for, a `worker` attribute "host:pid:start" (start:
+# when that process began, so a reused pid is not taken for the owner); while it runs, a
+# thread of the owner writes its `heartbeat` (unix time) FIRST_BEAT_S after the claim, then
+# every HEARTBEAT_S. A RUNNING trial's owner is gone when, on this host, its pid is dead or
+# now belongs to another process; on another host (a shared server database), when its
+# heartbeat (before the first: the trial's start time) is older than GRACE_S (generous: it
+# also absorbs clock differences between machines). Optuna's own heartbeat (RDBStorage's
+# heartbeat_interval) is not used: it exists for RDB storages only, and Study.ask warns
+# with it outside Study.optimize.
+
+ATTR_HEARTBEAT = "heartbeat"  # trial user attribute: the owner's last sign of life (unix time)
+HEARTBEAT_S = 30.0
+FIRST_BEAT_S = 1.0
+GRACE_S = 300.0
+# a RUNNING trial with no owner (killed between its creation and its claim, a few
+# milliseconds, or written by an older version) is taken for dead once this old
+UNOWNED_GRACE_S = 60.0
+
+
+def _proc_stat(pid: int) -> list[bytes] | None:
+    """The fields of /proc/PID/stat after the command name (state first), None if unreadable."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    return stat[stat.rfind(b")") + 2 :].split()
+
+
+def process_start(pid: int) -> str:
+    """When process `pid` started (clock ticks after boot), '' where /proc cannot tell."""
+    fields = _proc_stat(pid)
+    return fields[19].decode() if fields is not None and len(fields) > 19 else ""
+
+
+_IDS: dict[int, str] = {}
+
+
+def worker_id() -> str:
+    """This process as a trial's owner: 'host:pid:start'."""
+    pid = os.getpid()  # per pid: a forked child is another owner
+    if pid not in _IDS:
+        _IDS[pid] = f"{socket.gethostname()}:{pid}:{process_start(pid)}"
+    return _IDS[pid]
+
+
+def parse_worker(value: Any) -> tuple[str, int, str] | None:
+    """(host, pid, start) of a `worker` attribute ('host:pid' of older studies: start ''),
+    None when it is not one."""
+    if not isinstance(value, str):
+        return None
+    parts = value.rsplit(":", 2)
+    if len(parts) == 3 and parts[1].isdigit() and (parts[2].isdigit() or not parts[2]):
+        return parts[0], int(parts[1]), parts[2]
+    host, _, pid = value.rpartition(":")
+    return (host, int(pid), "") if host and pid.isdigit() else None
+
+
 def _alive(pid: int) -> bool:
+    """Whether process `pid` runs on this machine; a zombie (dead, not yet reaped) does not."""
+    if pid <= 0:
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:
-        return True
-    return True
+    except PermissionError:  # exists, owned by another user
+        pass
+    except (OverflowError, OSError):
+        return False
+    fields = _proc_stat(pid)
+    if fields is None:  # no /proc (not Linux), or it ended just now
+        return not os.path.isdir("/proc/self") or os.path.exists(f"/proc/{pid}")
+    return fields[0] not in (b"Z", b"X")
 
 
-def recover_interrupted(study: optuna.Study, force: bool = False) -> list[int]:
-    """Mark trials left RUNNING by a dead run as FAIL (`interrupted`) and re-enqueue them.
+class _Heartbeat:
+    """A daemon thread that refreshes the heartbeat of the trials this process runs.
 
-    A RUNNING trial is taken as dead when it has no `worker` attribute (single-host
-    storages: the caller is the only run, e.g. a restart after kill -9), or its worker ran
-    on this host under a pid that is no longer alive (or is this process). Trials of other
-    hosts are left alone unless `force`. Returns the numbers of the recovered trials.
+    One trial per thread that claimed one (a new claim replaces the thread's last). The
+    first beat comes `first_s` after the claim, off the search's path (a trial shorter than
+    that never costs a write), then one every `interval_s`; a trial is dropped once the
+    storage says it is finished.
     """
-    host, me = socket.gethostname(), os.getpid()
+
+    def __init__(self, interval_s: float = HEARTBEAT_S, first_s: float = FIRST_BEAT_S) -> None:
+        self.interval_s, self.first_s = interval_s, first_s
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        # thread ident -> (storage, trial id, when its next beat is due: time.monotonic())
+        self._trials: dict[int, tuple[BaseStorage, int, float]] = {}
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+
+    def track(self, storage: BaseStorage, trial_id: int) -> None:
+        due = time.monotonic() + self.first_s
+        with self._lock:
+            self._trials[threading.get_ident()] = (storage, trial_id, due)
+            if self._thread is None or self._pid != os.getpid() or not self._thread.is_alive():
+                self._pid = os.getpid()
+                self._thread = threading.Thread(
+                    target=self._run, name="normnas-heartbeat", daemon=True
+                )
+                self._thread.start()
+        self._wake.set()
+
+    def release(self, trial_id: int) -> None:
+        with self._lock:
+            for key, (_, tid, _) in list(self._trials.items()):
+                if tid == trial_id:
+                    del self._trials[key]
+
+    def running(self) -> set[int]:
+        """The ids of the trials this process is running (as far as it knows)."""
+        with self._lock:
+            return {tid for _, tid, _ in self._trials.values()}
+
+    def beat(self) -> None:
+        """Write the heartbeats that are due."""
+        now = time.monotonic()
+        with self._lock:
+            due = [(k, v) for k, v in self._trials.items() if v[2] <= now]
+        for key, (storage, trial_id, when) in due:
+            try:
+                storage.set_trial_user_attr(trial_id, ATTR_HEARTBEAT, round(time.time(), 1))
+                after: float | None = self.interval_s
+            except optuna.exceptions.UpdateFinishedTrialError:
+                after = None
+            except Exception:  # a busy or unreachable storage: try again soon
+                after = self.first_s
+            with self._lock:
+                if self._trials.get(key) == (storage, trial_id, when):  # not replaced meanwhile
+                    if after is None:
+                        del self._trials[key]
+                    else:
+                        self._trials[key] = (storage, trial_id, time.monotonic() + after)
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                due = min((v[2] for v in self._trials.values()), default=None)
+            self._wake.wait(None if due is None else max(0.0, due - time.monotonic()))
+            self._wake.clear()
+            self.beat()
+
+
+_BEAT = _Heartbeat()
+
+
+def claim(study: optuna.Study, trial: optuna.Trial) -> None:
+    """Record this process as the owner of `trial` and keep its heartbeat while it runs.
+
+    Done right after `ask`, so a run starting beside this one never takes the trial for a
+    dead run's. One attribute write, as the `worker` attribute always cost.
+    """
+    trial.set_user_attr(rec.ATTR_WORKER, worker_id())
+    _BEAT.track(study._storage, trial._trial_id)
+
+
+def release(trial: optuna.Trial) -> None:
+    """Stop the heartbeat of `trial` (cut short here: it is no longer running in this process)."""
+    _BEAT.release(trial._trial_id)
+
+
+def owner_alive(
+    trial: FrozenTrial, now: float | None = None, grace_s: float = GRACE_S
+) -> bool | None:
+    """Whether the process running `trial` is alive; None when the trial is not RUNNING or
+    it cannot be told yet (no owner recorded, and the trial is younger than UNOWNED_GRACE_S).
+
+    On this host: its pid is alive and still the same process (start time); in this very
+    process: the trial is being run here. On another host: its heartbeat is at most
+    `grace_s` old (the trial's start time where there is no heartbeat).
+    """
+    if trial.state != TrialState.RUNNING:
+        return None
+    now = time.time() if now is None else now
+    owner = parse_worker(trial.user_attrs.get(rec.ATTR_WORKER))
+    started = trial.datetime_start.timestamp() if trial.datetime_start is not None else None
+    if owner is None:
+        if started is None or now - started < UNOWNED_GRACE_S:
+            return None
+        return False
+    host, pid, start = owner
+    if host == socket.gethostname():
+        if pid == os.getpid():
+            return trial._trial_id in _BEAT.running() and start in ("", process_start(pid))
+        if not _alive(pid):
+            return False
+        now_start = process_start(pid)
+        return not (start and now_start and start != now_start)  # else: the pid was reused
+    beat = trial.user_attrs.get(ATTR_HEARTBEAT)
+    last = float(beat) if isinstance(beat, (int, float)) else started
+    return None if last is None else now - last <= grace_s
+
+
+def owner_check(study: optuna.Study) -> Callable[[int], bool | None]:
+    """`owner_alive` by trial number, for a status report (one read of the running trials)."""
+    running = {t.number: t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+    now = time.time()
+    return lambda number: owner_alive(running[number], now) if number in running else None
+
+
+def recover_interrupted(
+    study: optuna.Study,
+    force: bool = False,
+    *,
+    pid: int | None = None,
+    grace_s: float = GRACE_S,
+) -> list[int]:
+    """Mark trials left RUNNING by dead runs as FAIL (`interrupted`) and re-enqueue them.
+
+    A trial is recovered when `owner_alive` says its owner is gone, or with `force` (every
+    RUNNING trial: only when no other run can be using the study); `pid` limits it to the
+    trials of that process of this host (a worker that died). A trial that a live run
+    finishes meanwhile, or that another process recovers first, is left to them. Returns
+    the numbers of the recovered trials.
+    """
+    now = time.time()
+    host = socket.gethostname()
     recovered = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        worker = t.user_attrs.get(rec.ATTR_WORKER)
-        if worker is not None and not force:
-            w_host, _, w_pid = str(worker).rpartition(":")
-            if w_host != host or (int(w_pid) != me and _alive(int(w_pid))):
-                continue
-        study._storage.set_trial_user_attr(t._trial_id, rec.ATTR_RESULT, {"status": "interrupted"})
-        study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
-        if t.params and set(t.distributions) == set(t.params):
-            study.enqueue_trial(dict(t.params), user_attrs={rec.ATTR_RETRY: t.number})
-        recovered.append(t.number)
+        owner = parse_worker(t.user_attrs.get(rec.ATTR_WORKER))
+        if pid is not None and (owner is None or owner[:2] != (host, pid)):
+            continue
+        if (force or owner_alive(t, now, grace_s) is False) and _requeue(study, t):
+            recovered.append(t.number)
     return recovered
+
+
+def _requeue(study: optuna.Study, trial: FrozenTrial) -> bool:
+    """Fail a dead run's trial as `interrupted` and queue its retry; False if it finished."""
+    storage = study._storage
+    try:
+        storage.set_trial_user_attr(trial._trial_id, rec.ATTR_RESULT, {"status": "interrupted"})
+        storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+    except optuna.exceptions.UpdateFinishedTrialError:
+        return False  # told by its owner, or recovered by another process, meanwhile
+    if trial.params and set(trial.distributions) == set(trial.params):
+        retried = any(
+            t.user_attrs.get(rec.ATTR_RETRY) == trial.number
+            for t in study.get_trials(deepcopy=False)
+        )
+        if not retried:  # two runs recovering the same trial at once queue it once
+            study.enqueue_trial(dict(trial.params), user_attrs={rec.ATTR_RETRY: trial.number})
+    return True
 
 
 def versions() -> dict[str, str]:

@@ -217,13 +217,14 @@ def count_ops(model: nn.Module, input_shape: Sequence[int]) -> OpCounts:
     x = torch.zeros((1, *shape), device=_model_device(model))
     mapping = {p: f for table in _FORMULAS.values() for p, f in table.items()}
     counter = FlopCounterMode(display=False, custom_mapping=mapping)
-    was_training = model.training
+    flags = [(m, m.training) for m in model.modules()]  # each submodule's own mode
     model.eval()
     try:
         with torch.no_grad(), counter:
             model(x)
     finally:
-        model.train(was_training)
+        for m, training in flags:
+            m.training = training
     totals = dict.fromkeys(("macs", *_FORMULAS), 0)
     for packet, n in counter.get_flop_counts().get("Global", {}).items():
         kind = _KIND.get(packet)
@@ -287,7 +288,7 @@ def measure_latency(
     if _model_device(net) != dev:
         net = copy.deepcopy(net) if net is model else net
         net = net.to(dev)
-    was_training = model.training
+    flags = [(m, m.training) for m in model.modules()]  # each submodule's own mode
     net.eval()
     x = torch.randn((batch_size, *shape), device=dev)
     times = []
@@ -302,10 +303,37 @@ def measure_latency(
                 _sync(dev)
                 times.append((time.perf_counter() - t0) * 1e3)
     finally:
-        model.train(was_training)
+        for m, training in flags:
+            m.training = training
     if len(times) >= 2:
         q = statistics.quantiles(times, n=4, method="inclusive")
         iqr = q[2] - q[0]
     else:
         iqr = 0.0
     return Latency(median_ms=statistics.median(times), iqr_ms=iqr, runs=runs)
+
+
+COST_NAMES: tuple[str, ...] = ("params", "flops", "macs", "latency_ms")
+
+
+def network_costs(
+    model: nn.Module,
+    input_shape: Sequence[int],
+    names: Sequence[str] | None = None,
+    latency_device: str = "cpu",
+) -> dict[str, float]:
+    """The cost figures in `names` (default all of `COST_NAMES`) of one untrained network:
+    params, flops (every op, see the module doc), macs (multiply-adds only) and the median
+    batch-1 latency_ms. flops and macs come from one counting pass."""
+    names = COST_NAMES if names is None else tuple(names)
+    out: dict[str, float] = {}
+    if "params" in names:
+        out["params"] = count_params(model)
+    if "flops" in names or "macs" in names:
+        ops = count_ops(model, input_shape)
+        out.update({k: getattr(ops, k) for k in ("flops", "macs") if k in names})
+    if "latency_ms" in names:
+        out["latency_ms"] = measure_latency(
+            model, input_shape, batch_size=1, device=latency_device
+        ).median_ms
+    return out
