@@ -23,6 +23,7 @@ import optuna
 import pytest
 from optuna.distributions import CategoricalDistribution
 from optuna.trial import FrozenTrial, TrialState
+from tests import support
 
 from normnas.execute.workers import stop_on_signals
 from normnas.search import records as rec
@@ -42,18 +43,7 @@ from normnas.search.study import (
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
-TINY = """\
-space:
-  name: macro
-  options:
-    stages:
-      - {widths: [8, 16], min_blocks: 1, max_blocks: 1, stride: 1}
-      - {widths: [16, 24], min_blocks: 1, max_blocks: 1, stride: 2}
-    dropout: [0.0]
-train: {epochs: 1, batch_size: 64}
-strategy: evolution
-strategy_options: {population_size: 3}
-"""
+TINY = support.TINY
 PYTHON_CLI = [sys.executable, "-c", "from normnas.cli import main; main()"]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 STUDY = "p"
@@ -190,17 +180,12 @@ def _clean(stderr: str) -> None:
 
 # -- end to end: interrupts ---------------------------------------------------------------
 
-_SESSION_PATCH = (
-    "needs session.run to wrap its search in normnas.execute.workers.stop_on_signals() "
-    "(SIGTERM as Ctrl-C); see the Processes report"
-)
-
 
 @pytest.mark.parametrize(
     "how",
     [
         "SIGINT",
-        pytest.param("SIGTERM", marks=pytest.mark.xfail(strict=True, reason=_SESSION_PATCH)),
+        "SIGTERM",
     ],
 )
 def test_a_stopped_search_marks_its_trial_and_prints_how_to_resume(tiny: Path, how: str) -> None:

@@ -191,9 +191,10 @@ def status(
 ) -> None:
     """Trials of a study by state and status, and the best so far."""
     from normnas.search.report import print_status
+    from normnas.search.study import owner_check
 
     s, url = _open(study, storage)
-    print_status(s, url)
+    print_status(s, url, owner_check(s))
 
 
 def best(

@@ -39,7 +39,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from normnas.search import records as rec
 from normnas.search.result import Evaluator, ReportFn, TrialResult
-from normnas.search.study import claim, release
+from normnas.search.study import claim, owner_alive, release
 from normnas.spaces.base import Arch, SearchSpace
 
 
@@ -163,13 +163,6 @@ class _Ledger:
         return trials
 
 
-def is_multi_host_storage(study: optuna.Study) -> bool:
-    """True for RDB storages other than SQLite (trials of other hosts may be running)."""
-    storage = getattr(study._storage, "_backend", study._storage)
-    url = getattr(storage, "url", None)
-    return isinstance(url, str) and not url.startswith("sqlite")
-
-
 def _report_fn(trial: optuna.Trial) -> ReportFn:
     def report(step: int, value: float) -> bool:
         trial.report(float(value), int(step))
@@ -278,6 +271,8 @@ def run_search(
 
     try:
         while True:
+            if shared:  # other runs count toward a study-wide budget too
+                ledger.scan(study)
             stopped_by = _stop_reason(study, budget, counted(), spent(), time.perf_counter() - t0)
             left = time_left()
             if not stopped_by and left is not None:
@@ -503,6 +498,8 @@ def _twin(
             continue
         while True:
             ft = study._storage.get_trial(t._trial_id)
+            if not ft.state.is_finished() and owner_alive(ft) is False:
+                return None  # its owner died: evaluate it here
             if ft.state.is_finished():
                 ledger.absorb(ft)
                 return ledger.entries.get(key)  # None if it was interrupted: evaluate here

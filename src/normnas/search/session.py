@@ -390,18 +390,22 @@ def run(
                 raise UserError("--workers > 1 needs the space and data given by name")
             report = run_workers(cfg, url, budget, progress=progress)
             notes += list(getattr(report, "notes", []) or [])
+            recovered += list(getattr(report, "recovered", []) or [])
         else:
-            summary = run_search(
-                study,
-                parts.space,
-                parts.evaluator,
-                budget,
-                cfg.objectives,
-                parts.constraints,
-                dedup=cfg.dedup,
-                progress=progress,
-                reserve_s=(lambda: final_reserve(study, parts.data)) if cfg.final else None,
-            )
+            from normnas.execute.workers import stop_on_signals
+
+            with stop_on_signals():  # SIGTERM as Ctrl-C; never cuts a storage write
+                summary = run_search(
+                    study,
+                    parts.space,
+                    parts.evaluator,
+                    budget,
+                    cfg.objectives,
+                    parts.constraints,
+                    dedup=cfg.dedup,
+                    progress=progress,
+                    reserve_s=(lambda: final_reserve(study, parts.data)) if cfg.final else None,
+                )
     except KeyboardInterrupt:
         raise SearchInterrupted(
             "search stopped; the running trial was marked interrupted and will be re-run "

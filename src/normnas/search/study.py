@@ -59,7 +59,10 @@ def open_storage(url: str, write: bool = True) -> BaseStorage:
     kwargs = {"connect_args": {"timeout": 60}} if kind == "sqlite" else {}
     with storage_errors(name):
         try:
-            storage = optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+            try:
+                storage = optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+            except sqlalchemy.exc.IntegrityError:  # another process created the tables just now
+                storage = optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
         except ImportError:  # the dialect's driver package is missing
             raise StorageError(
                 f"{name}: the {kind} driver is not installed; {_DRIVERS.get(kind, 'install it')}"
