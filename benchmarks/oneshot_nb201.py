@@ -303,10 +303,17 @@ def main() -> None:
     print(f"protocol {name}: {json.dumps(protocol)}")
     print(f"{data.describe()}; {len(cells)} cells; results -> {out}")
 
-    for variant in ("affine", "noaffine"):
+    # a variant whose every cell is judged is marked, so a resumed run (e.g. on another
+    # machine, without the supernet checkpoints) goes straight to what is left
+    for variant in ("affine", "noaffine", "indicator"):
+        if log.done(f"judged/{variant}"):
+            continue
         net = trained_supernet(p, data, log, work, variant)
-        judge_supernet(p, data, log, net, variant, cells)
-    judge_indicator(log, trained_supernet(p, data, log, work, "indicator"), cells)
+        if variant == "indicator":
+            judge_indicator(log, net, cells)
+        else:
+            judge_supernet(p, data, log, net, variant, cells)
+        log.add({"key": f"judged/{variant}", "kind": "mark"})
     train_anchors(p, data, log, cells)
     print()
     print("\n".join(table_rows(log, table, len(cells))))

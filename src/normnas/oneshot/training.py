@@ -37,12 +37,10 @@ from torch import nn
 
 from normnas.data.split import DataBundle, Split
 from normnas.errors import StorageError
-from normnas.nn import set_bn_momentum
 from normnas.nn.batchnorm import is_batchnorm
 from normnas.oneshot.base import Supernet
 from normnas.train.config import TrainConfig
-from normnas.train.fit import make_optimizer, seed_everything
-from normnas.train.schedules import make_scheduler
+from normnas.train.fit import seed_everything, setup_training
 
 Sampling = Literal["uniform", "fair"]
 Trainable = Literal["all", "bn"]
@@ -225,25 +223,10 @@ def _train(
     seed_everything(config.seed)
     batch_gen = torch.Generator().manual_seed(config.seed)
     arch_rng = np.random.default_rng(config.seed)
-    memory_format = torch.channels_last if config.channels_last else torch.preserve_format
-    model.to(device=device, memory_format=memory_format)
-    if config.bn_momentum is not None:
-        set_bn_momentum(model, config.bn_momentum)
-
-    bs = config.batch_size
-    drop_last = len(train) % bs == 1  # a 1-sample batch breaks BatchNorm in training
-    steps_per_epoch = train.num_batches(bs, drop_last)
-    optimizer = make_optimizer(model, config)
-    options = dict(config.schedule_options)
-    if config.warmup_epochs:
-        options["warmup_steps"] = round(config.warmup_epochs * steps_per_epoch)
-    scheduler = make_scheduler(
-        config.schedule, optimizer, config.epochs * steps_per_epoch, **options
-    )
-    loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
-    use_amp = config.amp and device.type == "cuda"
-    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
-    scaler = torch.amp.GradScaler("cuda") if use_amp and amp_dtype == torch.float16 else None
+    setup = setup_training(model, train, config)
+    bs, drop_last = config.batch_size, setup.drop_last
+    optimizer, scheduler, loss_fn = setup.optimizer, setup.scheduler, setup.loss_fn
+    use_amp, amp_dtype, scaler = setup.use_amp, setup.amp_dtype, setup.scaler
 
     result = SupernetTrainResult(status="ok")
     fingerprint = _fingerprint(model, config, sampling, trainable)

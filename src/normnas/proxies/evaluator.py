@@ -148,21 +148,10 @@ class ProxyEvaluator:
         self, arch: Arch, names: Collection[str] | None = None, model: nn.Module | None = None
     ) -> dict[str, float]:
         """params, flops, macs and latency_ms (those in `names`) of the untrained network."""
-        from normnas.train import count_ops, count_params, measure_latency
+        from normnas.train.cost import network_costs
 
-        names = ("params", "flops", "macs", "latency_ms") if names is None else tuple(names)
         model = self.build(arch) if model is None else model
-        out: dict[str, float] = {}
-        if "params" in names:
-            out["params"] = count_params(model)
-        if "flops" in names or "macs" in names:
-            ops = count_ops(model, self.input_shape)
-            out.update({k: getattr(ops, k) for k in ("flops", "macs") if k in names})
-        if "latency_ms" in names:
-            out["latency_ms"] = measure_latency(
-                model, self.input_shape, batch_size=1, device=self.latency_device
-            ).median_ms
-        return out
+        return network_costs(model, self.input_shape, names, self.latency_device)
 
     def evaluate(
         self,

@@ -105,6 +105,50 @@ def _validate(
     return float(loss_sum) / len(split), int(correct) / len(split)
 
 
+@dataclass
+class TrainingSetup:
+    """What one training run needs besides its loop (shared by fit and supernet training)."""
+
+    device: torch.device
+    drop_last: bool
+    steps_per_epoch: int
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    loss_fn: nn.Module
+    use_amp: bool
+    amp_dtype: torch.dtype
+    scaler: torch.amp.GradScaler | None
+
+
+def setup_training(model: nn.Module, train: Split, config: TrainConfig) -> TrainingSetup:
+    """Move `model` to the device (channels-last if asked), set its BN momentum, and make the
+    optimizer, the per-step schedule, the loss and the AMP settings of `config`."""
+    device = torch.device(config.device)
+    memory_format = torch.channels_last if config.channels_last else torch.preserve_format
+    model.to(device=device, memory_format=memory_format)
+    if config.bn_momentum is not None:
+        set_bn_momentum(model, config.bn_momentum)
+    drop_last = len(train) % config.batch_size == 1  # a 1-sample batch breaks BatchNorm
+    steps_per_epoch = train.num_batches(config.batch_size, drop_last)
+    optimizer = make_optimizer(model, config)
+    options = dict(config.schedule_options)
+    if config.warmup_epochs:
+        options["warmup_steps"] = round(config.warmup_epochs * steps_per_epoch)
+    scheduler = make_scheduler(
+        config.schedule, optimizer, config.epochs * steps_per_epoch, **options
+    )
+    use_amp = config.amp and device.type == "cuda"
+    amp_dtype = torch.float16
+    if use_amp and torch.cuda.is_bf16_supported():
+        amp_dtype = torch.bfloat16  # no loss scaling needed
+    scaler = torch.amp.GradScaler("cuda") if use_amp and amp_dtype == torch.float16 else None
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+    return TrainingSetup(
+        device, drop_last, steps_per_epoch, optimizer, scheduler, loss_fn, use_amp, amp_dtype,
+        scaler,
+    )  # fmt: skip
+
+
 def fit(
     model: nn.Module,
     data: DataBundle,
@@ -131,27 +175,10 @@ def fit(
     seed_everything(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
 
-    memory_format = torch.channels_last if config.channels_last else torch.preserve_format
-    model.to(device=device, memory_format=memory_format)
-    if config.bn_momentum is not None:
-        set_bn_momentum(model, config.bn_momentum)
-
-    bs = config.batch_size
-    drop_last = len(train) % bs == 1  # a 1-sample batch breaks BatchNorm in training
-    steps_per_epoch = train.num_batches(bs, drop_last)
-    total_steps = config.epochs * steps_per_epoch
-    optimizer = make_optimizer(model, config)
-    options = dict(config.schedule_options)
-    if config.warmup_epochs:
-        options["warmup_steps"] = round(config.warmup_epochs * steps_per_epoch)
-    scheduler = make_scheduler(config.schedule, optimizer, total_steps, **options)
-    loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
-
-    use_amp = config.amp and device.type == "cuda"
-    amp_dtype = torch.float16
-    if use_amp and torch.cuda.is_bf16_supported():
-        amp_dtype = torch.bfloat16  # no loss scaling needed
-    scaler = torch.amp.GradScaler("cuda") if use_amp and amp_dtype == torch.float16 else None
+    setup = setup_training(model, train, config)
+    bs, drop_last, steps_per_epoch = config.batch_size, setup.drop_last, setup.steps_per_epoch
+    optimizer, scheduler, loss_fn = setup.optimizer, setup.scheduler, setup.loss_fn
+    use_amp, amp_dtype, scaler = setup.use_amp, setup.amp_dtype, setup.scaler
     autocast: contextlib.AbstractContextManager = (
         torch.autocast("cuda", dtype=amp_dtype) if use_amp else contextlib.nullcontext()
     )
