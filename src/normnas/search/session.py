@@ -412,6 +412,9 @@ def run(
             "on resume (finished trials are kept)",
             resume=resume_command(),
         ) from None
+    # a trial of a run killed just after creating it has no owner and is only taken for
+    # dead once UNOWNED_GRACE_S old: check again now that this run's search has ended
+    recovered += [n for n in recover_interrupted(study) if n not in recovered]
     front = rec.best_records(study)
     best = front[0] if front else None
     failure = failure_of(study, summary)

@@ -369,8 +369,9 @@ HEARTBEAT_S = 30.0
 FIRST_BEAT_S = 1.0
 GRACE_S = 300.0
 # a RUNNING trial with no owner (killed between its creation and its claim, a few
-# milliseconds, or written by an older version) is taken for dead once this old
-UNOWNED_GRACE_S = 60.0
+# milliseconds, or written by an older version) is taken for dead once this old; a run
+# checks again when its search ends, so such a leftover does not outlive the rerun
+UNOWNED_GRACE_S = 10.0
 
 
 def _proc_stat(pid: int) -> list[bytes] | None:
