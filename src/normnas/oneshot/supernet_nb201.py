@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from normnas.nn.batchnorm import is_batchnorm
-from normnas.spaces._nb201_model import EDGES, ResNetBasicblock, make_op
+from normnas.spaces._nb201_model import EDGES, make_op, skeleton
 from normnas.spaces.nb201 import OPS, NB201Arch, NB201Space
 
 
@@ -82,16 +82,7 @@ class NB201Supernet(nn.Module):
         self.space = space if space is not None else NB201Space()
         self.num_classes, self.in_channels = num_classes, in_channels
         self.C, self.N, self.affine = C, N, affine
-        self.stem = nn.Sequential(
-            nn.Conv2d(in_channels, C, kernel_size=3, padding=1, bias=False), nn.BatchNorm2d(C)
-        )
-        channels = [C] * N + [2 * C] + [2 * C] * N + [4 * C] + [4 * C] * N
-        reductions = [False] * N + [True] + [False] * N + [True] + [False] * N
-        cells: list[nn.Module] = []
-        c_prev = C
-        for c_out, reduction in zip(channels, reductions, strict=True):
-            cells.append(ResNetBasicblock(c_prev, c_out) if reduction else SuperCell(c_out, affine))
-            c_prev = c_out
+        self.stem, cells, c_prev = skeleton(C, N, in_channels, lambda c: SuperCell(c, affine))
         self.cells = nn.ModuleList(cells)
         self.lastact = nn.Sequential(nn.BatchNorm2d(c_prev), nn.ReLU(inplace=True))
         self.global_pooling = nn.AdaptiveAvgPool2d(1)

@@ -7,7 +7,7 @@ ReLU, global average pooling and a linear classifier. Ops are ReLU -> Conv -> BN
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
@@ -85,6 +85,24 @@ class ResNetBasicblock(nn.Module):
         return self.downsample(x) + self.conv_b(self.conv_a(x))
 
 
+def skeleton(
+    C: int, N: int, in_channels: int, make_cell: Callable[[int], nn.Module]
+) -> tuple[nn.Sequential, list[nn.Module], int]:
+    """The benchmark's macro skeleton: stem, then N cells per stage (`make_cell(channels)`)
+    with a ResNet reduction block between stages; returns (stem, cells, last channels)."""
+    stem = nn.Sequential(
+        nn.Conv2d(in_channels, C, kernel_size=3, padding=1, bias=False), nn.BatchNorm2d(C)
+    )
+    channels = [C] * N + [2 * C] + [2 * C] * N + [4 * C] + [4 * C] * N
+    reductions = [False] * N + [True] + [False] * N + [True] + [False] * N
+    cells: list[nn.Module] = []
+    c_prev = C
+    for c_out, reduction in zip(channels, reductions, strict=True):
+        cells.append(ResNetBasicblock(c_prev, c_out) if reduction else make_cell(c_out))
+        c_prev = c_out
+    return stem, cells, c_prev
+
+
 class NB201Network(nn.Module):
     """NAS-Bench-201's TinyNetwork for one cell."""
 
@@ -98,16 +116,7 @@ class NB201Network(nn.Module):
     ) -> None:
         super().__init__()
         self.arch = tuple(arch)
-        self.stem = nn.Sequential(
-            nn.Conv2d(in_channels, C, kernel_size=3, padding=1, bias=False), nn.BatchNorm2d(C)
-        )
-        channels = [C] * N + [2 * C] + [2 * C] * N + [4 * C] + [4 * C] * N
-        reductions = [False] * N + [True] + [False] * N + [True] + [False] * N
-        cells: list[nn.Module] = []
-        c_prev = C
-        for c_out, reduction in zip(channels, reductions, strict=True):
-            cells.append(ResNetBasicblock(c_prev, c_out) if reduction else InferCell(arch, c_out))
-            c_prev = c_out
+        self.stem, cells, c_prev = skeleton(C, N, in_channels, lambda c: InferCell(arch, c))
         self.cells = nn.Sequential(*cells)
         self.lastact = nn.Sequential(nn.BatchNorm2d(c_prev), nn.ReLU(inplace=True))
         self.global_pooling = nn.AdaptiveAvgPool2d(1)
