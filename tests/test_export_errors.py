@@ -8,6 +8,7 @@ cases use chmod; as root (which chmod does not stop) the folder is also made imm
 from __future__ import annotations
 
 import os
+import random
 from pathlib import Path
 
 import numpy as np
@@ -111,7 +112,7 @@ def test_an_unknown_format_is_refused_before_any_work(tmp_path):
 def test_unreadable_checkpoints_are_named(searched, tmp_path):
     _, out = searched
     garbage, half, foreign = tmp_path / "g.pt", tmp_path / "h.pt", tmp_path / "f.pt"
-    garbage.write_bytes(os.urandom(2000))
+    garbage.write_bytes(random.Random(0).randbytes(2000))
     data = out.model_path.read_bytes()
     half.write_bytes(data[: len(data) // 2])
     torch.save({"weights": torch.zeros(3)}, foreign)

@@ -152,8 +152,9 @@ def load(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
         raise ExportError(f"{path}: {what}")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, KeyError, OSError) as e:
-        # torch.load's errors for a damaged or foreign file (KeyError: an unknown magic)
+    except Exception as e:
+        # reading arbitrary bytes can raise nearly any type (IndexError, KeyError for an
+        # unknown magic, UnpicklingError…); weights_only keeps it from running anything
         raise ExportError(
             f"{path}: not a readable checkpoint, damaged or not written by torch.save "
             f"({_reason(e)})"
