@@ -82,3 +82,9 @@ def one_line(exc: BaseException) -> str:
     """The first line of an error's message (its type name when it has none)."""
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
+
+
+def error_line(exc: BaseException) -> str:
+    """`Type: first line` of an error, at most 300 characters: a failed trial's record."""
+    text = f"{type(exc).__name__}: {exc}".strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:300]

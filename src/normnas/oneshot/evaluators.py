@@ -24,6 +24,7 @@ from torch import nn
 
 from normnas.data.split import DataBundle
 from normnas.errors import ConfigError
+from normnas.errors import error_line as one_line  # a failed trial's record
 from normnas.oneshot.base import Supernet
 from normnas.oneshot.bn_modes import (
     BN_MODES,
@@ -38,11 +39,6 @@ from normnas.oneshot.training import SAMPLINGS, train_supernet
 from normnas.search.result import ReportFn, TrialResult
 from normnas.spaces.base import Arch, SearchSpace
 from normnas.train.config import TrainConfig
-
-
-def one_line(exc: BaseException) -> str:
-    text = f"{type(exc).__name__}: {exc}".strip().splitlines()
-    return (text[0] if text else type(exc).__name__)[:300]
 
 
 class _CostMetrics:

@@ -24,17 +24,13 @@ import torch
 from torch import nn
 
 from normnas.errors import ConfigError
+from normnas.errors import error_line as one_line  # a failed trial's record
 from normnas.proxies._common import Batch
 from normnas.proxies.registry import DEFAULT_PROXIES, parse_proxies, score_all, signed_log
 from normnas.search.result import ReportFn, TrialResult
 from normnas.spaces.base import Arch, SearchSpace
 
 Z_FLOOR = -10.0  # the z-score of an undefined (non-finite) proxy value: worse than any seen
-
-
-def one_line(exc: BaseException) -> str:
-    text = f"{type(exc).__name__}: {exc}".strip().splitlines()
-    return (text[0] if text else type(exc).__name__)[:300]
 
 
 def proxy_batch(data: Any, batch_size: int, seed: int) -> Batch:

@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from normnas.errors import error_line as one_line  # a failed trial's record
 from normnas.search.records import check_objectives
 from normnas.search.result import ReportFn, TrialResult
 from normnas.search.runner import Constraints
@@ -27,11 +28,6 @@ RECIPE_FIELDS = (
     "batch_size",
     "label_smoothing",
 )
-
-
-def one_line(exc: BaseException) -> str:
-    text = f"{type(exc).__name__}: {exc}".strip().splitlines()
-    return (text[0] if text else type(exc).__name__)[:300]
 
 
 class TrainEvaluator:
