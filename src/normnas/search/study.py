@@ -371,7 +371,7 @@ GRACE_S = 300.0
 # a RUNNING trial with no owner (killed between its creation and its claim, a few
 # milliseconds, or written by an older version) is taken for dead once this old; a run
 # checks again when its search ends, so such a leftover does not outlive the rerun
-UNOWNED_GRACE_S = 10.0
+UNOWNED_GRACE_S = 3.0  # a claim follows its creation by milliseconds
 
 
 def _proc_stat(pid: int) -> list[bytes] | None:
