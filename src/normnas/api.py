@@ -40,6 +40,8 @@ def search(
     oneshot: dict[str, Any] | None = None,
     proxies: str | Sequence[str] | None = None,
     proxy_warmup: int = 0,
+    method: str | None = None,
+    gradient: dict[str, Any] | None = None,
 ) -> SearchOutcome:
     """Search `space` (a name or a SearchSpace) on `data` (a name or a DataBundle).
 
@@ -51,7 +53,9 @@ def search(
     whole call, final retrain included. `evaluator` is "train", "supernet" or
     "bn-indicator" (`bn_mode` and the `oneshot` options as in the YAML) or "proxy"
     (`proxies`, names or "a,b"); `proxy_warmup=N` starts the search from the best of N
-    proxy-scored random architectures. Returns the
+    proxy-scored random architectures. `method="darts"|"gdas"|"drnas"` runs a gradient-based
+    search instead of `strategy` (`gradient` holds its options as in the YAML: order,
+    epochs, selection, affine, track_running_stats, C, N, ...). Returns the
     study, the best trial (or Pareto front), the test accuracy of the retrained best model
     and the path of its checkpoint.
     Raises `normnas.errors.SearchFailedError` (with the outcome as `.outcome`) when no
@@ -72,6 +76,8 @@ def search(
         "force": force,
         "evaluator": evaluator,
         "proxy_warmup": proxy_warmup,
+        "method": method,
+        "gradient": gradient or {},
         **({"proxies": proxies} if proxies is not None else {}),
         "oneshot": {**(oneshot or {}), **({"bn_mode": bn_mode} if bn_mode else {})},
         "strategy": strategy,

@@ -125,6 +125,31 @@ class OneshotOptions(_Model):
     bn_epochs: int = Field(5, ge=1)  # bn-indicator: then BN affine only
 
 
+class GradientConfig(_Model):
+    """A gradient-based search (`method: darts|gdas|drnas`): its relaxed supernet and training.
+
+    Defaults are the published DARTS/NB201 settings (network SGD 0.025 cosine to 0.001,
+    architecture Adam 3e-4 with betas (0.5, 0.999) and weight decay 1e-3, searched cells'
+    BN without affine parameters and without running statistics).
+    """
+
+    order: Literal[1, 2] = 1  # darts: first order, or the unrolled second-order gradient
+    epochs: int | None = Field(None, ge=1)  # search epochs (default train.epochs)
+    batch_size: int = Field(64, ge=2)
+    w_lr: float = Field(0.025, gt=0)
+    arch_lr: float = Field(3e-4, gt=0)
+    selection: Literal["argmax", "pt"] = "argmax"  # pt: DARTS-PT perturbation selection
+    exclude_none: bool | None = None  # None: the method's published default
+    pt_tune_epochs: int = Field(1, ge=0)
+    affine: bool = False  # BN gamma/beta in the searched cells
+    track_running_stats: bool = False  # BN running statistics in the searched cells
+    tau_max: float = Field(10.0, gt=0)  # gdas temperature, linear from tau_max to tau_min
+    tau_min: float = Field(0.1, gt=0)
+    drnas_reg: float = Field(1e-3, ge=0)
+    C: int = Field(16, ge=1)  # NB201: channels of the first stage of the search network
+    N: int = Field(5, ge=1)  # NB201: cells per stage of the search network
+
+
 class ConstraintsConfig(_Model):
     max_params: float | None = Field(None, gt=0)
     max_flops: float | None = Field(None, gt=0)
@@ -157,6 +182,9 @@ class RunConfig(_Model):
     train: TrainOptions = Field(default_factory=TrainOptions)
     evaluator: Literal["train", "supernet", "bn-indicator", "proxy"] = "train"
     oneshot: OneshotOptions = Field(default_factory=OneshotOptions)
+    # gradient-based search instead of a strategy: trains a relaxed supernet, derives one arch
+    method: Literal["darts", "gdas", "drnas"] | None = None
+    gradient: GradientConfig = Field(default_factory=GradientConfig)
     # zero-cost proxies: the judge's (`evaluator: proxy`) and the warm-up's
     proxies: list[str] = Field(default_factory=lambda: ["synflow", "jacov", "naswot"])
     proxy_warmup: int = Field(0, ge=0)  # score N random archs first, start from the best
@@ -207,6 +235,8 @@ class RunConfig(_Model):
             object.__setattr__(self, "trials", DEFAULT_TRIALS)
         if self.pruner != "none" and len(self.objectives) > 1:
             raise ValueError("pruner: pruning needs a single objective")
+        if self.method is not None:
+            self._check_method()
         from normnas.search.strategies import PRUNERS, STRATEGIES, check_options
 
         # option names are checked here, before any data is loaded or trial runs
@@ -217,10 +247,29 @@ class RunConfig(_Model):
         )
         return self
 
+    def _check_method(self) -> None:
+        """A gradient method replaces the strategy, the judge and parallel workers."""
+        if self.evaluator != "train":
+            raise ValueError(
+                f"--method {self.method}: derives the architecture from its own relaxed "
+                f"supernet; it takes no --evaluator (got {self.evaluator!r})"
+            )
+        if self.workers > 1:
+            raise ValueError(f"--method {self.method}: trains one supernet; it takes no --workers")
+        if self.proxy_warmup:
+            raise ValueError(f"--method {self.method}: takes no --proxy-warmup")
+        if len(self.objectives) > 1 or self.objectives[0] != "accuracy":
+            raise ValueError(f"--method {self.method}: maximizes accuracy only (--objective)")
+        if self.gradient.order == 2 and self.method != "darts":
+            raise ValueError(f"--order 2: is DARTS's unrolled gradient, not {self.method}'s")
+        if self.gradient.tau_min > self.gradient.tau_max:
+            raise ValueError("gradient.tau_min: must not exceed gradient.tau_max")
+
     @property
     def study_name(self) -> str:
         recipe = "+recipe" if self.space.recipe is not None else ""
-        return self.study or f"normnas-{self.space.name}{recipe}-{Path(self.data).stem}"
+        method = f"-{self.method}" if self.method else ""
+        return self.study or f"normnas-{self.space.name}{recipe}-{Path(self.data).stem}{method}"
 
 
 # -- loading and error messages -------------------------------------------------------------
@@ -269,6 +318,10 @@ FLAGS: dict[str, str] = {
     "oneshot.calib_batches": "--calib-batches",
     "proxies": "--proxy",
     "proxy_warmup": "--proxy-warmup",
+    "method": "--method",
+    "gradient.order": "--order",
+    "gradient.selection": "--selection",
+    "gradient.epochs": "--search-epochs",
 }
 
 

@@ -95,6 +95,20 @@ def search(
         "--proxy-warmup",
         help="Score N random architectures with the proxies first; start from the best.",
     ),
+    method: str | None = typer.Option(
+        None,
+        "--method",
+        help="Gradient-based search instead of a strategy: darts, gdas or drnas (nb201, macro).",
+    ),
+    order: int | None = typer.Option(
+        None, "--order", help="darts: 1 (first order) or 2 (unrolled second-order gradient)."
+    ),
+    selection: str | None = typer.Option(
+        None, "--selection", help="Gradient: derive by argmax or pt (DARTS-PT perturbation)."
+    ),
+    search_epochs: int | None = typer.Option(
+        None, "--search-epochs", help="Gradient: epochs of the relaxed supernet (default --epochs)."
+    ),
     force: bool | None = typer.Option(
         None,
         "--force",
@@ -129,6 +143,10 @@ def search(
         "oneshot.calib_batches": calib_batches,
         "proxies": proxy,
         "proxy_warmup": proxy_warmup,
+        "method": method,
+        "gradient.order": order,
+        "gradient.selection": selection,
+        "gradient.epochs": search_epochs,
     }
     run_and_report(config, overrides, progress)
 

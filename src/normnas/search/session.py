@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import optuna
+from optuna.trial import TrialState
 
 from normnas.config import RunConfig
 from normnas.errors import (
@@ -150,6 +151,37 @@ def warm_up(cfg: RunConfig, parts: Parts, study: optuna.Study) -> str:
     return (
         f"proxy warm-up: {len(picks)} architectures scored by {', '.join(cfg.proxies)} in "
         f"{spent:.1f}s; the best {len(chosen)} start the search"
+    )
+
+
+def run_method(
+    cfg: RunConfig, parts: Parts, study: optuna.Study, url: str, budget: Budget, progress: bool
+) -> SearchSummary:
+    """A gradient method (`cfg.method`): train the relaxed supernet (checkpointed beside the
+    study, resumed after a kill), derive the architecture, and record it as the study's one
+    trial through the runner. With `--time` the supernet gets at most half of what is left:
+    the rest is for the trial and the final retrain."""
+    from normnas.oneshot.gradient_study import gradient_options, run_gradient
+
+    options = gradient_options(cfg, parts.train_config)
+    checkpoint = storage_dir(url) / f"{cfg.study_name}.{cfg.method}.pt"
+    max_time = None if budget.wall_s is None else budget.wall_s / 2
+    result, evaluator = run_gradient(
+        study, parts.space, parts.data, options, checkpoint, max_time_s=max_time,
+        echo=lambda line: print(line, file=sys.stderr, flush=True),
+    )  # fmt: skip
+    finished = [t for t in study.get_trials(deepcopy=False) if t.state.is_finished()]
+    if not finished and not study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+        study.enqueue_trial(parts.space.to_params(result.arch))
+    return run_search(
+        study,
+        parts.space,
+        evaluator,
+        Budget(trials=1),
+        cfg.objectives,
+        parts.constraints,
+        dedup=False,
+        progress=progress,
     )
 
 
@@ -376,36 +408,42 @@ def run(
     try:
         # a supernet is trained here, after the checks (a killed training resumes), and in
         # the parent only: workers load its finished checkpoint
-        parts.evaluator = make_evaluator(cfg, parts, url)
-        if cfg.proxy_warmup and "proxy_warmup_s" not in study.user_attrs:
-            notes.append(warm_up(cfg, parts, study))
-        if cfg.time is not None:  # the supernet's training and the warm-up took their share
-            budget.wall_s = cfg.time - (time.monotonic() - t0)
-            if budget.wall_s <= 0:
-                raise UserError(f"--time {cfg.time:g}s was used up before the search began")
-        if cfg.workers > 1:
-            from normnas.execute.workers import run_workers
-
-            if space is not None or data is not None:
-                raise UserError("--workers > 1 needs the space and data given by name")
-            report = run_workers(cfg, url, budget, progress=progress)
-            notes += list(getattr(report, "notes", []) or [])
-            recovered += list(getattr(report, "recovered", []) or [])
-        else:
+        if cfg.method is not None:
             from normnas.execute.workers import stop_on_signals
 
-            with stop_on_signals():  # SIGTERM as Ctrl-C; never cuts a storage write
-                summary = run_search(
-                    study,
-                    parts.space,
-                    parts.evaluator,
-                    budget,
-                    cfg.objectives,
-                    parts.constraints,
-                    dedup=cfg.dedup,
-                    progress=progress,
-                    reserve_s=(lambda: final_reserve(study, parts.data)) if cfg.final else None,
-                )
+            with stop_on_signals():
+                summary = run_method(cfg, parts, study, url, budget, progress)
+        else:
+            parts.evaluator = make_evaluator(cfg, parts, url)
+            if cfg.proxy_warmup and "proxy_warmup_s" not in study.user_attrs:
+                notes.append(warm_up(cfg, parts, study))
+            if cfg.time is not None:  # the supernet's training and the warm-up took their share
+                budget.wall_s = cfg.time - (time.monotonic() - t0)
+                if budget.wall_s <= 0:
+                    raise UserError(f"--time {cfg.time:g}s was used up before the search began")
+            if cfg.workers > 1:
+                from normnas.execute.workers import run_workers
+
+                if space is not None or data is not None:
+                    raise UserError("--workers > 1 needs the space and data given by name")
+                report = run_workers(cfg, url, budget, progress=progress)
+                notes += list(getattr(report, "notes", []) or [])
+                recovered += list(getattr(report, "recovered", []) or [])
+            else:
+                from normnas.execute.workers import stop_on_signals
+
+                with stop_on_signals():  # SIGTERM as Ctrl-C; never cuts a storage write
+                    summary = run_search(
+                        study,
+                        parts.space,
+                        parts.evaluator,
+                        budget,
+                        cfg.objectives,
+                        parts.constraints,
+                        dedup=cfg.dedup,
+                        progress=progress,
+                        reserve_s=(lambda: final_reserve(study, parts.data)) if cfg.final else None,
+                    )
     except KeyboardInterrupt:
         raise SearchInterrupted(
             "search stopped; the running trial was marked interrupted and will be re-run "
