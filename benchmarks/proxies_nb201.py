@@ -9,6 +9,10 @@ against test_acc_200ep, the precision of its top 5% (share of its top 5% in the 
 they are computed; a rerun resumes where it stopped (and only reports with --report-only).
 
     .venv/bin/python benchmarks/proxies_nb201.py --n 1000 --out /tmp/proxies_nb201.jsonl
+
+Files written with the same batch and seed can be reported together: `--report-only --merge
+FILE...` joins their proxies class by class (the sample is the classes every named proxy
+has scored).
 """
 
 from __future__ import annotations
@@ -146,6 +150,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--table", type=Path, default=None, help="NB201 CSV (default: packaged)")
     ap.add_argument("--out", type=Path, default=Path("/tmp/proxies_nb201.jsonl"))
     ap.add_argument("--report-only", action="store_true", help="report what --out holds")
+    ap.add_argument(
+        "--merge",
+        type=Path,
+        nargs="*",
+        default=[],
+        help="more score files of the same batch and seed (e.g. the warm-up scores of "
+        "benchmarks/proxy_scores_nb201.py): their proxies join --out's, class by class",
+    )
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     names = tuple(p.strip() for p in args.proxies.split(",") if p.strip())
@@ -163,6 +175,11 @@ def main(argv: list[str] | None = None) -> None:
     else:
         batch = cifar_batch(args.cifar, args.batch_size, args.seed)
         done = score_archs(sample, names, batch, args.seed, args.out)
+    for extra in args.merge:
+        for arch, row in read_done(extra).items():
+            mine = done.setdefault(arch, {"arch": arch, "scores": {}, "seconds": {}})
+            mine["scores"] = {**row["scores"], **mine["scores"]}
+            mine["seconds"] = {**row["seconds"], **mine["seconds"]}
     rows = [done[a] for a in sample if a in done and all(p in done[a]["scores"] for p in names)]
     report(rows, names, NB201Table.load(args.table))
 

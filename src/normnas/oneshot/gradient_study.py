@@ -34,8 +34,9 @@ RESULT_ATTR = "gradient_result"
 CALIB_BATCHES = 16  # training batches whose statistics the derived sub-network's BN gets
 
 
-def make_relaxed(space: SearchSpace, data: Any, options: Any) -> nn.Module:
-    """The relaxed supernet of `space` (NB201 cells or macro blocks) for `data`'s shapes."""
+def make_relaxed(space: SearchSpace, data: Any, options: Any, C: int = 16, N: int = 5) -> nn.Module:
+    """The relaxed supernet of `space` (NB201 cells with C channels and N cells per stage,
+    or macro blocks) for `data`'s shapes."""
     from normnas.spaces.macro import MacroSpace
     from normnas.spaces.nb201 import NB201Space
 
@@ -43,13 +44,12 @@ def make_relaxed(space: SearchSpace, data: Any, options: Any) -> nn.Module:
     if isinstance(space, NB201Space):
         from normnas.oneshot.relaxed_nb201 import RelaxedNB201
 
-        return RelaxedNB201(
-            space, data.num_classes, data.in_channels, C=options.C, N=options.N, **bn
-        )
+        return RelaxedNB201(space, data.num_classes, data.in_channels, C=C, N=N, **bn)
     if isinstance(space, MacroSpace):
-        from normnas.oneshot.relaxed_macro import RelaxedMacro
-
-        return RelaxedMacro(space, data.num_classes, data.in_channels, **bn)
+        raise ConfigError(
+            "--method: the macro space's relaxation (norm and placement chosen by gradient) "
+            "is not built yet; use --space nb201"
+        )
     raise ConfigError(
         f"--method: gradient methods relax the nb201 and macro spaces, not {space.name!r}"
     )
@@ -104,6 +104,7 @@ class DerivedEvaluator(_CostMetrics):
             extra={
                 "judge": "gradient",
                 "method": self.result.selection.get("method"),
+                "order": self.result.selection.get("order"),
                 "selection": self.result.selection.get("selection"),
                 "search_s": self.result.seconds,
                 "search_epochs": len(history),
@@ -156,6 +157,8 @@ def run_gradient(
     checkpoint: str | Path,
     max_time_s: float | None = None,
     echo: Callable[[str], None] | None = print,
+    C: int = 16,
+    N: int = 5,
 ) -> tuple[Any, DerivedEvaluator]:
     """Train (or resume) the relaxed supernet of `space` and derive its architecture.
 
@@ -166,7 +169,7 @@ def run_gradient(
     from normnas.oneshot.gradient import search_gradient
 
     torch.manual_seed(options.seed)
-    relaxed = make_relaxed(space, data, options).to(options.device)
+    relaxed = make_relaxed(space, data, options, C, N).to(options.device)
     history: list[dict[str, Any]] = []
 
     def on_epoch(epoch: Any) -> None:

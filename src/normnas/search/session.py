@@ -169,6 +169,7 @@ def run_method(
     result, evaluator = run_gradient(
         study, parts.space, parts.data, options, checkpoint, max_time_s=max_time,
         echo=lambda line: print(line, file=sys.stderr, flush=True),
+        C=cfg.gradient.C, N=cfg.gradient.N,
     )  # fmt: skip
     finished = [t for t in study.get_trials(deepcopy=False) if t.state.is_finished()]
     if not finished and not study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):

@@ -1,0 +1,86 @@
+"""Deriving the architecture from a trained relaxed supernet: argmax, or DARTS-PT.
+
+`argmax` keeps each decision's largest weight (`none` excluded when the method says so).
+`pt` is DARTS-PT's perturbation-based selection (Wang et al., 2021): the architecture
+weights are unreliable judges of op strength (they favour skip connections), so for each
+decision, in a seeded random order, every remaining option is removed in turn (its weight
+zeroed, the rest renormalised) and the supernet's validation accuracy measured; the option
+whose removal costs most is kept, the decision fixed to it, and the network weights tuned
+for `pt_tune_epochs` before the next decision.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from normnas.oneshot.gradient import GradientOptions, _accuracy_loss, derive_choice
+
+
+def _fixed(weights: list[torch.Tensor], fixed: dict[int, int]) -> list[torch.Tensor]:
+    out = list(weights)
+    for d, k in fixed.items():
+        out[d] = F.one_hot(torch.tensor(k), len(weights[d])).to(weights[d])
+    return out
+
+
+def _tune(
+    relaxed: nn.Module, data: Any, weights: list[torch.Tensor], options: GradientOptions,
+    optimizer: torch.optim.Optimizer, seed: int,
+) -> None:  # fmt: skip
+    """Train the network weights with the architecture weights held at `weights`."""
+    device = next(relaxed.parameters()).device
+    gen = torch.Generator().manual_seed(seed)
+    params = list(relaxed.parameters())
+    for _ in range(options.pt_tune_epochs):
+        for x, y in data.train.batches(options.batch_size, True, gen, device, drop_last=True):
+            optimizer.zero_grad(set_to_none=True)
+            F.cross_entropy(relaxed(x, weights), y).backward()
+            nn.utils.clip_grad_norm_(params, options.grad_clip)
+            optimizer.step()
+
+
+def select(
+    relaxed: Any,
+    data: Any,
+    weights: list[torch.Tensor],
+    options: GradientOptions,
+    optimizer: torch.optim.Optimizer,
+) -> tuple[list[int], dict[str, Any]]:
+    """The derived choice (an option index per decision) and what the selection did."""
+    if options.selection == "argmax":
+        return derive_choice(relaxed, weights, options.excludes_none), {"selection": "argmax"}
+    device = next(relaxed.parameters()).device
+    torch.manual_seed(options.seed)
+    order = np.random.default_rng(options.seed).permutation(len(relaxed.decisions))
+    fixed: dict[int, int] = {}
+    drops: dict[str, dict[str, float]] = {}
+    for step, d in enumerate(int(i) for i in order):
+        decision = relaxed.decisions[d]
+        base = _fixed(weights, fixed)
+        candidates = [
+            k for k, name in enumerate(decision.options)
+            if not (options.excludes_none and name == "none" and len(decision.options) > 1)
+        ]  # fmt: skip
+        accs: dict[int, float] = {}
+        for k in candidates:
+            w = base[d].detach().clone()
+            w[k] = 0.0
+            w = w / w.sum() if w.sum() > 0 else w
+            trial = [*base[:d], w, *base[d + 1 :]]
+            accs[k], _ = _accuracy_loss(
+                relaxed, data.valid, trial, options.batch_size, device,
+                max_batches=options.pt_batches,
+            )  # fmt: skip
+        keep = min(accs, key=lambda k: accs[k])  # its removal costs the most accuracy
+        fixed[d] = keep
+        drops[decision.name] = {decision.options[k]: a for k, a in accs.items()}
+        if options.pt_tune_epochs and step + 1 < len(order):
+            _tune(relaxed, data, _fixed(weights, fixed), options, optimizer, options.seed + step)
+    choice = [fixed[d] for d in range(len(relaxed.decisions))]
+    return choice, {"selection": "pt", "order": [int(i) for i in order],
+                    "accuracy_without": drops}  # fmt: skip
