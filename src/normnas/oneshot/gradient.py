@@ -209,11 +209,15 @@ def unrolled_arch_grads(
     valid_batch: tuple[torch.Tensor, torch.Tensor],
     xi: float,
     loss: LossFn | None = None,
+    eps_scale: float = 0.01,
 ) -> list[torch.Tensor]:
     """DARTS's second-order architecture gradient (paper eq. 7 with its eq. 8 finite
     difference): grad_a L_val(w', a) - xi * (grad_a L_train(w+, a) - grad_a L_train(w-, a))
     / (2 eps), w' = w - xi grad_w L_train(w, a), w± = w ± eps grad_w' L_val(w', a),
-    eps = 0.01 / ||grad_w' L_val||. The network's weights are restored afterwards."""
+    eps = eps_scale / ||grad_w' L_val|| (DARTS: 0.01; that is a step of 0.01 in weight space,
+    across which ReLUs switch, so it approximates the Hessian-vector product coarsely; a
+    smaller eps_scale converges to the exact one in float64). The network's weights are
+    restored afterwards."""
     loss = loss or darts_loss(relaxed)
     params = [p for p in relaxed.parameters() if p.requires_grad]
     backup = [p.detach().clone() for p in params]
@@ -229,7 +233,7 @@ def unrolled_arch_grads(
     ]
     d_w = [g if g is not None else torch.zeros_like(p) for g, p in
            zip(grads[len(alphas):], params, strict=True)]  # fmt: skip
-    eps = 0.01 / float(torch.sqrt(sum((g * g).sum() for g in d_w)).clamp_min(1e-12))
+    eps = eps_scale / float(torch.sqrt(sum((g * g).sum() for g in d_w)).clamp_min(1e-12))
     hessian: list[list[torch.Tensor]] = []
     try:
         for sign in (1.0, -1.0):
@@ -400,7 +404,7 @@ def search_gradient(
             loss.backward()
             nn.utils.clip_grad_norm_(w_params, options.grad_clip)
             w_opt.step()
-            loss_sum += float(loss) * len(yt)
+            loss_sum += float(loss.detach()) * len(yt)
             correct += int((out.argmax(1) == yt).sum())
             seen += len(yt)
         sched.step()
