@@ -41,9 +41,10 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "cifar10" / "train-10k.npz"
 
 PROTOCOLS: dict[str, dict[str, Any]] = {
-    # 2 CPU cores, all runs (3 methods + DARTS-PT, 3 seeds) in about two hours: 16x16 images
-    # (2x2 mean-pooled), a search network of 1 cell per stage with 8 channels, 5k + 5k images
-    "cpu": dict(image_size=16, C=8, N=1, epochs=15, batch_size=64, n=None, device="cpu"),
+    # 2 CPU cores (one process per seed, 1 thread each), all runs (3 methods + DARTS-PT, 3
+    # seeds) in about two hours: 16x16 images (2x2 mean-pooled), a search network of 1 cell
+    # per stage with 8 channels, 5k + 5k images, NB201's 50 search epochs and batch 64
+    "cpu": dict(image_size=16, C=8, N=1, epochs=50, batch_size=64, n=None, device="cpu"),
     # NAS-Bench-201's search settings (C=16, N=5, 32x32, 50 epochs, batch 64), for a GPU
     "gpu": dict(image_size=32, C=16, N=5, epochs=50, batch_size=64, n=None, device="cuda"),
     "smoke": dict(image_size=16, C=4, N=1, epochs=2, batch_size=64, n=512, device="cpu"),

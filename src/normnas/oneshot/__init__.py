@@ -1,4 +1,5 @@
-"""Weight sharing: supernets, SPOS/FairNAS training, BN modes for sub-networks, BN-NAS.
+"""Weight sharing: supernets, SPOS/FairNAS training, BN modes for sub-networks, BN-NAS, and
+gradient-based search (DARTS, GDAS, DrNAS) on the relaxed NB201 supernet.
 
 The macro space's supernet lives in `normnas.oneshot.supernet_macro`.
 """
@@ -23,7 +24,16 @@ from normnas.oneshot.evaluators import (
     make_supernet,
     prepare_supernet,
 )
+from normnas.oneshot.gradient import (
+    METHODS,
+    GradientEpoch,
+    GradientOptions,
+    GradientResult,
+    search_gradient,
+)
 from normnas.oneshot.indicator import bn_score, train_bn_indicator
+from normnas.oneshot.relaxed import Decision, RelaxedSupernet
+from normnas.oneshot.relaxed_nb201 import RelaxedNB201
 from normnas.oneshot.supernet_nb201 import NB201Supernet
 from normnas.oneshot.training import (
     SAMPLINGS,
@@ -37,10 +47,17 @@ from normnas.oneshot.training import (
 __all__ = [
     "BN_MODES",
     "DEFAULT_CALIB_BATCHES",
+    "METHODS",
     "SAMPLINGS",
     "BNIndicatorEvaluator",
     "BNMode",
+    "Decision",
+    "GradientEpoch",
+    "GradientOptions",
+    "GradientResult",
     "NB201Supernet",
+    "RelaxedNB201",
+    "RelaxedSupernet",
     "SubnetScore",
     "Supernet",
     "SupernetEpoch",
@@ -58,6 +75,7 @@ __all__ = [
     "prepare_supernet",
     "recalibrated",
     "save_checkpoint",
+    "search_gradient",
     "train_bn_indicator",
     "train_supernet",
 ]
