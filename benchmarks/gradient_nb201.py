@@ -28,11 +28,12 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from oneshot_nb201 import load_cifar
 
 from normnas.bench.table import NB201Table
-from normnas.data.common import channel_stats, stratified_split
-from normnas.data.split import DataBundle, Split
+from normnas.data.split import DataBundle
 from normnas.oneshot.gradient import GradientOptions, search_gradient
 from normnas.oneshot.relaxed_nb201 import RelaxedNB201
 from normnas.spaces import NB201Space
@@ -60,21 +61,7 @@ RUNS: dict[str, dict[str, Any]] = {
 
 def load_search_data(path: Path, image_size: int, n: int | None) -> DataBundle:
     """Half of the 10k real images train the weights (augmented), half the architecture."""
-    raw = np.load(path)
-    x = torch.from_numpy(raw["x"]).permute(0, 3, 1, 2).float() / 255.0
-    if image_size != x.shape[-1]:
-        x = F.adaptive_avg_pool2d(x, image_size)
-    y = raw["y"].astype(np.int64)
-    train_idx, valid_idx = stratified_split(y, 0.5, seed=0)
-    if n is not None:
-        train_idx, valid_idx = train_idx[:n], valid_idx[:n]
-    mean, std = channel_stats(x[train_idx])
-    x = (x - torch.tensor(mean)[None, :, None, None]) / torch.tensor(std)[None, :, None, None]
-    yt = torch.from_numpy(y)
-    train = Split(x[train_idx], yt[train_idx], augment=True, padding=max(1, image_size // 8))
-    valid = Split(x[valid_idx], yt[valid_idx])
-    size = (image_size, image_size)
-    return DataBundle("cifar10-10k", train, valid, valid, 10, 3, size, mean, std)
+    return load_cifar(path, image_size, n, valid_fraction=0.5)
 
 
 def done_runs(path: Path) -> dict[str, dict[str, Any]]:

@@ -65,14 +65,17 @@ PROTOCOLS: dict[str, dict[str, Any]] = {
 CALIB_BATCH_SIZE = 128
 
 
-def load_cifar(path: Path, image_size: int, n_train: int | None) -> DataBundle:
-    """The fixed split of the 10k real images: 80% train (augmented), 20% valid."""
+def load_cifar(
+    path: Path, image_size: int, n_train: int | None, valid_fraction: float = 0.2
+) -> DataBundle:
+    """The fixed split of the 10k real images: 80% train (augmented), 20% valid (or
+    `valid_fraction`)."""
     raw = np.load(path)
     x = torch.from_numpy(raw["x"]).permute(0, 3, 1, 2).float() / 255.0
     if image_size != x.shape[-1]:
         x = F.adaptive_avg_pool2d(x, image_size)
     y = raw["y"].astype(np.int64)
-    train_idx, valid_idx = stratified_split(y, 0.2, seed=0)
+    train_idx, valid_idx = stratified_split(y, valid_fraction, seed=0)
     if n_train is not None:  # smoke: a prefix of each split
         train_idx, valid_idx = train_idx[:n_train], valid_idx[: n_train // 2]
     mean, std = channel_stats(x[train_idx])

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from functools import cache
+from pathlib import Path
 
 import torch
 
@@ -39,3 +41,17 @@ def randomize_bn(model: torch.nn.Module, seed: int = 0) -> None:
                 if m.affine:
                     m.weight.copy_(torch.rand(m.num_features, generator=g) + 0.5)
                     m.bias.copy_(torch.randn(m.num_features, generator=g) * 0.1)
+
+
+def invoke(args: list[str], cwd: Path):
+    """`normnas ARGS` run in `cwd` (the default storage lands there), wide output."""
+    from typer.testing import CliRunner
+
+    from normnas.cli import app
+
+    old = Path.cwd()
+    os.chdir(cwd)
+    try:
+        return CliRunner().invoke(app, args, env={"COLUMNS": "200"})
+    finally:
+        os.chdir(old)

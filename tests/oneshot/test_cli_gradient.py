@@ -1,17 +1,16 @@
 """`normnas search --method darts|gdas|drnas` end to end on digits (tiny NB201 and macro)."""
 
-import os
 from pathlib import Path
 
 import optuna
 import pytest
-from typer.testing import CliRunner
 
-from normnas.cli import app
 from normnas.oneshot.gradient_study import HISTORY_ATTR, RESULT_ATTR
 from normnas.search import records as rec
 from normnas.search.study import open_storage
 from normnas.spaces import NB201Space
+
+from .helpers import invoke
 
 CONFIG = """\
 space: nb201
@@ -19,15 +18,6 @@ data: digits
 train: {epochs: 1, batch_size: 64, lr: 0.05}
 gradient: {C: 4, N: 1, batch_size: 64}
 """
-
-
-def _invoke(args: list[str], cwd: Path):
-    old = Path.cwd()
-    os.chdir(cwd)
-    try:
-        return CliRunner().invoke(app, args, env={"COLUMNS": "200"})
-    finally:
-        os.chdir(old)
 
 
 def _study(tmp_path: Path, name: str = "g") -> optuna.Study:
@@ -39,7 +29,7 @@ def test_gdas_search_derives_one_trial_and_retrains_it(tmp_path):
     (tmp_path / "c.yaml").write_text(CONFIG)
     args = ["search", "-c", "c.yaml", "--method", "gdas", "--search-epochs", "2"]
     args += ["--study", "g", "--no-progress"]
-    result = _invoke(args, tmp_path)
+    result = invoke(args, tmp_path)
     assert result.exit_code == 0, result.output
     assert "epoch 2/2" in result.output  # one line per epoch of the relaxed supernet
     study = _study(tmp_path)
@@ -58,7 +48,7 @@ def test_gdas_search_derives_one_trial_and_retrains_it(tmp_path):
     # a rerun of the finished study resumes at its end: no new epoch, no new trial
     ckpt = tmp_path / "g.gdas.pt"
     stamp = ckpt.stat().st_mtime_ns
-    again = _invoke(args, tmp_path)
+    again = invoke(args, tmp_path)
     assert again.exit_code == 0, again.output
     assert ckpt.stat().st_mtime_ns == stamp
     assert len([r for r in rec.records(_study(tmp_path)) if r.evaluated]) == 1
@@ -66,7 +56,7 @@ def test_gdas_search_derives_one_trial_and_retrains_it(tmp_path):
 
 def test_the_macro_space_is_refused_in_one_line_until_its_relaxation_exists(tmp_path):
     args = ["search", "--space", "macro", "--method", "darts", "--no-progress"]
-    result = _invoke(args, tmp_path)
+    result = invoke(args, tmp_path)
     assert result.exit_code == 2, result.output
     assert "macro" in result.output and "--space nb201" in result.output
 
@@ -82,7 +72,7 @@ def test_the_macro_space_is_refused_in_one_line_until_its_relaxation_exists(tmp_
 )
 def test_bad_method_options_are_one_line_errors(tmp_path, extra, expected):
     args = ["search", "--space", "nb201", "--method", "gdas", *extra, "--no-progress"]
-    result = _invoke(args, tmp_path)
+    result = invoke(args, tmp_path)
     assert result.exit_code == 2, result.output
     lines = [x for x in result.output.splitlines() if x.strip()]
     assert len(lines) == 1 and expected in lines[0], result.output
@@ -90,6 +80,6 @@ def test_bad_method_options_are_one_line_errors(tmp_path, extra, expected):
 
 
 def test_unknown_method_names_the_choices(tmp_path):
-    result = _invoke(["search", "--method", "enas", "--no-progress"], tmp_path)
+    result = invoke(["search", "--method", "enas", "--no-progress"], tmp_path)
     assert result.exit_code == 2
     assert "--method" in result.output and "darts" in result.output

@@ -1,15 +1,12 @@
 """`normnas search --evaluator supernet|bn-indicator` end to end on digits (NB201, tiny)."""
 
-import os
-from pathlib import Path
-
 import optuna
 import pytest
-from typer.testing import CliRunner
 
-from normnas.cli import app
 from normnas.search import records as rec
 from normnas.search.study import open_storage
+
+from .helpers import invoke
 
 CONFIG = """\
 space: nb201
@@ -21,15 +18,6 @@ oneshot: {C: 4, N: 1, warmup_epochs: 1, bn_epochs: 1, calib_batches: 2}
 """
 
 
-def _invoke(args: list[str], cwd: Path):
-    old = Path.cwd()
-    os.chdir(cwd)
-    try:
-        return CliRunner().invoke(app, args, env={"COLUMNS": "200"})
-    finally:
-        os.chdir(old)
-
-
 @pytest.mark.parametrize(
     ("evaluator", "extra"),
     [("supernet", ["--bn-mode", "recalibrate"]), ("bn-indicator", [])],
@@ -38,7 +26,7 @@ def test_search_on_a_weight_sharing_judge_end_to_end(tmp_path, evaluator, extra)
     (tmp_path / "c.yaml").write_text(CONFIG)
     args = ["search", "-c", "c.yaml", "--evaluator", evaluator, *extra, "--trials", "6"]
     args += ["--study", "s", "--no-progress"]
-    result = _invoke(args, tmp_path)
+    result = invoke(args, tmp_path)
     assert result.exit_code == 0, result.output
     # beside the study's storage, reused by a rerun (the indicator's last phase is `.bn`)
     checkpoint = tmp_path / f"s.{evaluator}.pt{'.bn' if evaluator == 'bn-indicator' else ''}"
@@ -53,14 +41,14 @@ def test_search_on_a_weight_sharing_judge_end_to_end(tmp_path, evaluator, extra)
     assert all(r.result["cost_s"] > 0 for r in done)  # a query's cost is its measured time
     assert (tmp_path / "s-best.pt").is_file()  # the best is retrained from scratch and tested
     stamp = checkpoint.stat().st_mtime_ns
-    again = _invoke([*args[:-3], "--trials", "8", "--study", "s", "--no-progress"], tmp_path)
+    again = invoke([*args[:-3], "--trials", "8", "--study", "s", "--no-progress"], tmp_path)
     assert again.exit_code == 0, again.output
     assert checkpoint.stat().st_mtime_ns == stamp  # the finished supernet was reused
 
 
 def test_a_bad_bn_mode_is_one_line(tmp_path):
     (tmp_path / "c.yaml").write_text(CONFIG)
-    result = _invoke(
+    result = invoke(
         ["search", "-c", "c.yaml", "--evaluator", "supernet", "--bn-mode", "avg"], tmp_path
     )
     assert result.exit_code == 2
