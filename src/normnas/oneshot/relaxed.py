@@ -10,7 +10,7 @@ never share an optimizer. With one-hot weights the forward is the sub-network `s
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -20,10 +20,15 @@ from torch import nn
 
 @dataclass(frozen=True)
 class Decision:
-    """One relaxed choice: its name and its options' readable names, in weight order."""
+    """One relaxed choice: its name and its options' readable names, in weight order.
+
+    `zero`: the index of the option that is the zero op (NB201's `none` edge), which
+    DARTS's derivation leaves out; None where no option is (a macro norm `none` is a real
+    choice: the identity)."""
 
     name: str
     options: tuple[str, ...]
+    zero: int | None = None
 
 
 class RelaxedSupernet(Protocol):
@@ -97,3 +102,29 @@ def fill_missing_state(net: nn.Module, state: dict[str, torch.Tensor]) -> dict[s
     for key, value in net.state_dict().items():
         out.setdefault(key, value.detach().clone())
     return out
+
+
+def mix_calls(
+    calls: Sequence[Callable[[], torch.Tensor]],
+    weight: torch.Tensor,
+    active: int | None,
+) -> torch.Tensor:
+    """`mix` of options computed on demand: sum_k weight[k] * calls[k](); with `active`, only
+    that call runs and the other weights are added (zero-valued under GDAS's hard weights,
+    so their gradients still flow)."""
+    if active is not None:
+        return weight[active] * calls[active]() + (weight.sum() - weight[active])
+    total = weight[0] * calls[0]()
+    for k in range(1, len(calls)):
+        total = total + weight[k] * calls[k]()
+    return total
+
+
+def drop_running_stats(module: nn.Module) -> None:
+    """Make every BN of `module` normalize by batch statistics, in train and eval mode."""
+    for m in module.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.track_running_stats = False
+            m.register_buffer("running_mean", None)
+            m.register_buffer("running_var", None)
+            m.register_buffer("num_batches_tracked", None)

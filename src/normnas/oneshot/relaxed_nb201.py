@@ -20,22 +20,20 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from normnas.oneshot.relaxed import Decision, check_weights, fill_missing_state, mix
+from normnas.oneshot.relaxed import (
+    Decision,
+    check_weights,
+    drop_running_stats,
+    fill_missing_state,
+    mix,
+)
 from normnas.oneshot.supernet_nb201 import NB201Supernet, SuperCell
 from normnas.spaces._nb201_model import EDGES
 from normnas.spaces.nb201 import OPS, NB201Arch, NB201Space
 
-DECISIONS: tuple[Decision, ...] = tuple(Decision(f"edge {dst}<-{src}", OPS) for dst, src in EDGES)
-
-
-def _drop_running_stats(module: nn.Module) -> None:
-    """Make every BN of `module` normalize by batch statistics, in train and eval mode."""
-    for m in module.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.track_running_stats = False
-            m.register_buffer("running_mean", None)
-            m.register_buffer("running_var", None)
-            m.register_buffer("num_batches_tracked", None)
+DECISIONS: tuple[Decision, ...] = tuple(
+    Decision(f"edge {dst}<-{src}", OPS, zero=OPS.index("none")) for dst, src in EDGES
+)
 
 
 class RelaxedNB201(NB201Supernet):
@@ -58,7 +56,7 @@ class RelaxedNB201(NB201Supernet):
         if not track_running_stats:
             for cell in self.cells:
                 if isinstance(cell, SuperCell):
-                    _drop_running_stats(cell)
+                    drop_running_stats(cell)
 
     def forward(  # type: ignore[override]
         self,

@@ -346,6 +346,9 @@ def _norm_state(norm: nn.Module) -> dict[str, torch.Tensor]:
     """The norm's state; an affine-less BN gets the gamma 1 / beta 0 `space.build`'s BN has."""
     state = dict(norm.state_dict())
     if isinstance(norm, nn.BatchNorm2d) and not norm.affine:
-        state["weight"] = torch.ones_like(norm.running_mean)  # type: ignore[arg-type]
-        state["bias"] = torch.zeros_like(norm.running_mean)  # type: ignore[arg-type]
+        # a BN without running statistics (a relaxed supernet's option) has no running_mean
+        like = norm.running_mean
+        if like is None:
+            like = torch.empty(norm.num_features)
+        state["weight"], state["bias"] = torch.ones_like(like), torch.zeros_like(like)
     return state

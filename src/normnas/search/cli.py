@@ -259,7 +259,12 @@ def export(
     out: Path = typer.Option(..., "--out", help="Output file."),
     storage: str | None = typer.Option(None, help="Storage URL (default sqlite:///normnas.db)."),
     fold_bn: bool = typer.Option(False, "--fold-bn", help="Fold BatchNorm into convs."),
-    fmt: str = typer.Option("state_dict", "--format", help="state_dict or torchscript."),
+    fmt: str = typer.Option(
+        "state_dict",
+        "--format",
+        help="state_dict, torchscript, onnx (BN folded; needs normnas[onnx]) or keras "
+        "(a .keras file; needs normnas[keras]).",
+    ),
     data: str | None = typer.Option(
         None, "--data", help="Where the study's data is now (if the best must be retrained)."
     ),
@@ -267,17 +272,21 @@ def export(
         None, "--data-root", help="Folder of downloaded data sets, for that retrain."
     ),
 ) -> None:
-    """Write the study's best model: weights + arch + normalization, or TorchScript."""
-    if fmt not in ("state_dict", "torchscript"):
-        _fail(f"--format: unknown format {fmt!r}; valid: state_dict, torchscript")
+    """Write the study's best model: weights + arch + normalization, TorchScript, ONNX or Keras."""
+    from normnas.export import FORMATS, check_format
+    from normnas.export import export as export_model
+
+    if fmt not in FORMATS:
+        _fail(f"--format: unknown format {fmt!r}; valid: {', '.join(FORMATS)}")
     from normnas.search import final
     from normnas.search.report import ensure_final_model
 
     out = final.prepare_out(out)  # an unwritable --out fails before a long retrain
+    check_format(fmt, out)  # and so does a missing extra
     s, url = _open(study, storage)
     checkpoint = ensure_final_model(s, url, data=data, data_root=data_root)
-    path = final.export(checkpoint, out, fold_bn=fold_bn, fmt=fmt)
-    typer.echo(f"wrote {path} ({fmt}{', BN folded' if fold_bn else ''})")
+    done = export_model(checkpoint, out, fmt=fmt, fold_bn=fold_bn)
+    typer.echo(f"wrote {done.path} ({done.note})")
 
 
 def register(app: typer.Typer) -> None:
