@@ -34,8 +34,16 @@ from oneshot_nb201 import load_cifar
 
 from normnas.bench.table import NB201Table
 from normnas.data.split import DataBundle
-from normnas.oneshot.gradient import GradientOptions, search_gradient
+from normnas.oneshot.gradient import (
+    GradientEpoch,
+    GradientOptions,
+    GradientResult,
+    current_weights,
+    search_gradient,
+)
+from normnas.oneshot.gradient_select import select
 from normnas.oneshot.relaxed_nb201 import RelaxedNB201
+from normnas.oneshot.training import load_checkpoint, save_checkpoint
 from normnas.spaces import NB201Space
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -93,7 +101,10 @@ def one_run(
               f"entropy {e.entropy:.3f} {e.seconds:.0f}s {e.derived}", flush=True)  # fmt: skip
 
     t0 = time.perf_counter()
-    result = search_gradient(relaxed, data, options, checkpoint=ckpt, on_epoch=show)
+    if name == "darts-pt":
+        result = pt_from_darts(relaxed, data, options, work / f"darts-seed{seed}.pt", ckpt)
+    else:
+        result = search_gradient(relaxed, data, options, checkpoint=ckpt, on_epoch=show)
     arch = space.canonical(result.arch)
     row = table.row(arch)
     return {
@@ -107,6 +118,31 @@ def one_run(
         "final_valid_acc": result.history[-1].valid_acc if result.history else None,
         "weights": result.history[-1].weights if result.history else None,
     }
+
+
+def pt_from_darts(
+    relaxed: RelaxedNB201, data: DataBundle, options: GradientOptions, darts: Path, ckpt: Path
+) -> GradientResult:
+    """DARTS-PT's selection on the supernet that the DARTS run of the same seed trained:
+    both train the same way (DARTS-PT changes only how the cell is derived), so the 50
+    epochs run once. Run after `darts`; the checkpoint of DARTS stays as it was."""
+    if not darts.exists():
+        sys.exit(f"error: {darts}: run darts for this seed before darts-pt")
+    state = load_checkpoint(darts)
+    if state.get("result") is None:
+        sys.exit(f"error: {darts}: the darts run of this seed has not finished")
+    relaxed.load_state_dict(state["network"])
+    alphas = [a.detach().clone() for a in state["alphas"]]
+    w_opt = torch.optim.SGD(relaxed.parameters(), lr=options.w_lr,
+                            momentum=options.w_momentum, weight_decay=options.w_wd)  # fmt: skip
+    w_opt.load_state_dict(state["w_opt"])
+    history = [GradientEpoch(**h) for h in state["history"]]
+    t0 = time.perf_counter()
+    choice, selection = select(relaxed, data, current_weights("darts", alphas), options, w_opt)
+    seconds = float(state["seconds"]) + time.perf_counter() - t0
+    arch = relaxed.arch_of(choice)
+    save_checkpoint(ckpt, {"choice": choice, "selection": selection, "seconds": seconds})
+    return GradientResult(arch, relaxed.space.to_str(arch), history, seconds, selection)
 
 
 def report(rows: dict[str, dict[str, Any]], table: NB201Table) -> list[str]:

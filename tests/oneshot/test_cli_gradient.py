@@ -8,7 +8,7 @@ import pytest
 from normnas.oneshot.gradient_study import HISTORY_ATTR, RESULT_ATTR
 from normnas.search import records as rec
 from normnas.search.study import open_storage
-from normnas.spaces import NB201Space
+from normnas.spaces import MacroSpace, NB201Space
 
 from .helpers import invoke
 
@@ -54,11 +54,60 @@ def test_gdas_search_derives_one_trial_and_retrains_it(tmp_path):
     assert len([r for r in rec.records(_study(tmp_path)) if r.evaluated]) == 1
 
 
-def test_the_macro_space_is_refused_in_one_line_until_its_relaxation_exists(tmp_path):
-    args = ["search", "--space", "macro", "--method", "darts", "--no-progress"]
+MACRO = """\
+space:
+  name: macro
+  options:
+    stages:
+      - {widths: [4, 8], min_blocks: 1, max_blocks: 2, stride: 1}
+      - {widths: [8], min_blocks: 1, max_blocks: 1, stride: 2}
+    norms: [bn, gn, none]
+    placements: [conv_norm_act, norm_act_conv]
+    kernels: [3]
+    dropout: [0.0]
+data: digits
+train: {epochs: 1, batch_size: 64, lr: 0.05}
+gradient: {batch_size: 64, affine: true, track_running_stats: true}
+"""
+
+
+def test_darts_on_the_macro_space_chooses_norm_and_placement_by_gradient(tmp_path):
+    (tmp_path / "c.yaml").write_text(MACRO)
+    args = ["search", "-c", "c.yaml", "--method", "darts", "--search-epochs", "2"]
+    args += ["--study", "m", "--no-progress"]
     result = invoke(args, tmp_path)
-    assert result.exit_code == 2, result.output
-    assert "macro" in result.output and "--space nb201" in result.output
+    assert result.exit_code == 0, result.output
+    study = _study(tmp_path, "m")
+    decisions = dict(study.user_attrs[RESULT_ATTR]["decisions"])
+    norms = [n for n in decisions if n.endswith(".norm")]
+    placements = [n for n in decisions if n.endswith(".placement")]
+    assert norms and placements  # norm and placement are relaxed per block
+    assert all(decisions[n] == ["batchnorm", "groupnorm", "none"] for n in norms)
+    history = study.user_attrs[HISTORY_ATTR]
+    last = history[-1]["weights"]
+    names = list(decisions)
+    assert len(last) == len(names)
+    # the derived arch is each decision's argmax (a norm `none` is a real choice here)
+    space = MacroSpace(
+        stages=[
+            {"widths": [4, 8], "min_blocks": 1, "max_blocks": 2, "stride": 1},
+            {"widths": [8], "min_blocks": 1, "max_blocks": 1, "stride": 2},
+        ],
+        norms=["bn", "gn", "none"],
+        placements=["conv_norm_act", "norm_act_conv"],
+        kernels=[3],
+        dropout=[0.0],
+    )
+    dists = space.distributions()
+    params = {name: d.choices[0] for name, d in dists.items()}  # single-choice fields
+    for name, w in zip(names, last, strict=True):
+        params[name] = dists[name].choices[max(range(len(w)), key=lambda k: w[k])]
+    derived = study.user_attrs[RESULT_ATTR]["arch"]
+    assert space.to_str(space.from_params(params)) == derived
+    done = [r for r in rec.records(study) if r.evaluated]
+    assert len(done) == 1 and done[0].status == "ok"
+    assert space.to_str(space.from_params(done[0].params)) == derived
+    assert (tmp_path / "m-best.pt").is_file()
 
 
 @pytest.mark.parametrize(

@@ -33,6 +33,7 @@ from normnas.oneshot.gradient import (
 )
 from normnas.oneshot.indicator import bn_score, train_bn_indicator
 from normnas.oneshot.relaxed import Decision, RelaxedSupernet
+from normnas.oneshot.relaxed_macro import RelaxedMacro
 from normnas.oneshot.relaxed_nb201 import RelaxedNB201
 from normnas.oneshot.supernet_nb201 import NB201Supernet
 from normnas.oneshot.training import (
@@ -56,6 +57,7 @@ __all__ = [
     "GradientOptions",
     "GradientResult",
     "NB201Supernet",
+    "RelaxedMacro",
     "RelaxedNB201",
     "RelaxedSupernet",
     "SubnetScore",

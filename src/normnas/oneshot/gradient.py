@@ -292,12 +292,13 @@ def _accuracy_loss(
 
 
 def derive_choice(relaxed: Any, weights: Sequence[torch.Tensor], exclude_none: bool) -> list[int]:
-    """The argmax option of each decision (`none` left out when `exclude_none`)."""
+    """The argmax option of each decision (the zero op left out when `exclude_none`; a
+    macro norm named `none` is the identity, a real choice, and is never left out)."""
     choice = []
     for d, w in zip(relaxed.decisions, weights, strict=True):
         w = w.detach().clone()
-        if exclude_none and "none" in d.options and len(d.options) > 1:
-            w[d.options.index("none")] = -math.inf
+        if exclude_none and d.zero is not None and len(d.options) > 1:
+            w[d.zero] = -math.inf
         choice.append(int(w.argmax()))
     return choice
 

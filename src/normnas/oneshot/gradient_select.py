@@ -1,6 +1,6 @@
 """Deriving the architecture from a trained relaxed supernet: argmax, or DARTS-PT.
 
-`argmax` keeps each decision's largest weight (`none` excluded when the method says so).
+`argmax` keeps each decision's largest weight (the zero op `none` excluded when the method says so).
 `pt` is DARTS-PT's perturbation-based selection (Wang et al., 2021): the architecture
 weights are unreliable judges of op strength (they favour skip connections), so for each
 decision, in a seeded random order, every remaining option is removed in turn (its weight
@@ -63,8 +63,8 @@ def select(
         decision = relaxed.decisions[d]
         base = _fixed(weights, fixed)
         candidates = [
-            k for k, name in enumerate(decision.options)
-            if not (options.excludes_none and name == "none" and len(decision.options) > 1)
+            k for k in range(len(decision.options))
+            if not (options.excludes_none and k == decision.zero and len(decision.options) > 1)
         ]  # fmt: skip
         accs: dict[int, float] = {}
         for k in candidates:

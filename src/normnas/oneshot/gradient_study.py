@@ -46,10 +46,9 @@ def make_relaxed(space: SearchSpace, data: Any, options: Any, C: int = 16, N: in
 
         return RelaxedNB201(space, data.num_classes, data.in_channels, C=C, N=N, **bn)
     if isinstance(space, MacroSpace):
-        raise ConfigError(
-            "--method: the macro space's relaxation (norm and placement chosen by gradient) "
-            "is not built yet; use --space nb201"
-        )
+        from normnas.oneshot.relaxed_macro import RelaxedMacro
+
+        return RelaxedMacro(space, data.num_classes, data.in_channels, **bn)
     raise ConfigError(
         f"--method: gradient methods relax the nb201 and macro spaces, not {space.name!r}"
     )
