@@ -36,7 +36,7 @@ def _invoke(args: list[str], cwd: Path):
     ("args", "message"),
     [
         (["--strategy", "evo"], "error: --strategy: unknown strategy 'evo'; valid: additive"),
-        (["--space", "cells"], "error: --space: must be one of 'macro' or 'nb201'"),
+        (["--space", "cells"], "error: --space: must be one of 'macro', 'nb201' or 'layers'"),
         (["--objective", "speed"], "error: --objective: must be one of 'accuracy'"),
         (["--time", "soon"], "error: --time: 'soon' is not a duration"),
         (["--pruner", "asha"], "error: --pruner: must be one of 'none', 'sha' or 'hyperband'"),

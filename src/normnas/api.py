@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from normnas.config import parse_config, parse_duration
@@ -42,6 +42,9 @@ def search(
     proxy_warmup: int = 0,
     method: str | None = None,
     gradient: dict[str, Any] | None = None,
+    evaluate: Callable[..., Any] | None = None,
+    generations: int | None = None,
+    population_size: int | None = None,
 ) -> SearchOutcome:
     """Search `space` (a name or a SearchSpace) on `data` (a name or a DataBundle).
 
@@ -58,6 +61,14 @@ def search(
     epochs, selection, affine, track_running_stats, C, N, ...). Returns the
     study, the best trial (or Pareto front), the test accuracy of the retrained best model
     and the path of its checkpoint.
+    `evaluate=my_fn` judges each architecture with your own function instead:
+    `my_fn(model, data)` (the untrained network and the DataBundle) or `my_fn(arch)`,
+    returning a number or a dict of named numbers; `objectives` name them as
+    "NAME:maximize" / "NAME:minimize" (or accuracy, params, flops, latency). An exception
+    in it is a failed trial with its message; see `normnas.search.custom`.
+    `space` may also be the path of a LayerSpace YAML file. Evolution's budget can be
+    `generations` x `population_size` (the first generation is the random initial
+    population; each later one is population_size children) instead of `trials`.
     Raises `normnas.errors.SearchFailedError` (with the outcome as `.outcome`) when no
     trial succeeded, and another `UserError` for bad input, before any trial runs.
     """
@@ -81,7 +92,11 @@ def search(
         **({"proxies": proxies} if proxies is not None else {}),
         "oneshot": {**(oneshot or {}), **({"bn_mode": bn_mode} if bn_mode else {})},
         "strategy": strategy,
-        "strategy_options": strategy_options or {},
+        "strategy_options": {
+            **(strategy_options or {}),
+            **({"population_size": population_size} if population_size is not None else {}),
+        },
+        "generations": generations,
         "objectives": list(objectives),
         "trials": trials,
         "time": None if time is None else parse_duration(time),
@@ -99,7 +114,10 @@ def search(
         "final": final,
         "train": {**(train or {}), **({"epochs": epochs} if epochs is not None else {})},
     }
-    outcome = _run(parse_config(cfg), space_obj, data_obj, progress=progress, started=started)
+    outcome = _run(
+        parse_config(cfg), space_obj, data_obj, progress=progress, started=started,
+        evaluate=evaluate,
+    )  # fmt: skip
     if outcome.failure is not None:
         outcome.failure.outcome = outcome  # type: ignore[attr-defined]
         raise outcome.failure
@@ -109,5 +127,6 @@ def search(
 def _space_config(space: Any) -> dict[str, Any]:
     """The config entry recorded for a space given as an object (so export can rebuild it)."""
     name = "macro" if space.name.startswith("macro") else "nb201"
+    name = "layers" if space.name == "layers" else name
     to_dict = getattr(space, "to_dict", None)
     return {"name": name, "options": to_dict() if callable(to_dict) else {}}

@@ -38,6 +38,14 @@ from normnas.bench.commands import register as _register_bench  # noqa: E402  (l
 
 _register_bench(app)  # bench nb201
 
+from normnas.report.command import register as _register_report  # noqa: E402  (typer only)
+
+_register_report(app)  # report
+
+from normnas.ablate.cli import register as _register_ablate  # noqa: E402  (typer only)
+
+_register_ablate(app)  # ablate
+
 
 def main() -> None:
     app()

@@ -10,15 +10,31 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from normnas.search.records import OBJECTIVES
 from normnas.search.spaces import SPACE_NAMES
 
-Objective = Literal["accuracy", "params", "flops", "latency"]
+
+def _objective(value: str) -> str:
+    from normnas.search.records import normalize_objective
+
+    return normalize_objective(value)  # ValueError: "must be one of 'accuracy', ..."
+
+
+# a built-in objective, or NAME:maximize|minimize for a metric of a custom evaluate function
+Objective = Annotated[str, AfterValidator(_objective)]
 PRUNER_NAMES = ("none", "sha", "hyperband")
 DEFAULT_TRIALS = 20  # when neither trials nor time is given
 
@@ -57,12 +73,34 @@ class _Model(BaseModel):
 
 
 class SpaceConfig(_Model):
-    """Which space: `macro` or `nb201`; options go to the space (e.g. MacroSpace stages)."""
+    """Which space: `macro`, `nb201` or `layers`; options go to the space (e.g. MacroSpace
+    stages, a LayerSpace's input_size and layers). A name ending in .yaml/.yml is a
+    LayerSpace file: its content becomes the options of `layers` (so the study records the
+    layers themselves, not a path)."""
 
-    name: Literal["macro", "nb201"] = "macro"
+    name: Literal["macro", "nb201", "layers"] = "macro"
     norms: list[str] | None = None  # shortcut for options.norms (macro)
     options: dict[str, Any] = Field(default_factory=dict)
     recipe: dict[str, Any] | None = None  # search the training recipe too (RecipeSpace options)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _layer_file(cls, value: Any) -> Any:
+        name = value.get("name") if isinstance(value, dict) else None
+        if isinstance(name, str) and name.lower().endswith((".yaml", ".yml")):
+            from normnas.spaces import LayerSpace
+
+            space = LayerSpace.from_yaml(name)  # ValueError: the file and the bad field
+            return {**value, "name": "layers", "options": space.to_dict()}
+        return value
+
+    @model_validator(mode="after")
+    def _layers_checked(self) -> SpaceConfig:
+        if self.name == "layers":
+            from normnas.spaces import LayerSpace
+
+            LayerSpace.from_dict(self.options)  # one line naming the layer index and field
+        return self
 
     @field_validator("norms")
     @classmethod
@@ -156,6 +194,16 @@ class ConstraintsConfig(_Model):
     max_latency_ms: float | None = Field(None, gt=0)
 
 
+class RayOptions(_Model):
+    """`executor: ray`: which cluster, and what each parallel trial gets of it."""
+
+    # None: $RAY_ADDRESS, else a new local cluster; "auto": the running one; "ray://host:port"
+    address: str | None = None
+    trials_in_parallel: int | None = Field(None, ge=1)  # None: what the cluster's CPUs/GPUs fit
+    cpus_per_trial: float = Field(1.0, gt=0)
+    gpus_per_trial: float = Field(0.0, ge=0)
+
+
 class RunConfig(_Model):
     """One search run. Budget: `trials` and/or `time` (first reached stops the search)."""
 
@@ -169,10 +217,15 @@ class RunConfig(_Model):
     objectives: list[Objective] = Field(default_factory=lambda: ["accuracy"], min_length=1)
     constraints: ConstraintsConfig = Field(default_factory=ConstraintsConfig)
     trials: int | None = Field(None, ge=1)
+    # evolution's budget words: generations x population_size trials (see _coherent)
+    generations: int | None = Field(None, ge=1)
     time: float | None = None  # seconds; YAML/CLI accept 90, 90s, 10m, 1h
     pruner: Literal["none", "sha", "hyperband"] = "none"
     pruner_options: dict[str, Any] = Field(default_factory=dict)
     workers: int = Field(1, ge=1)
+    # where the trials run: here (inline, or `workers` local processes) or on a Ray cluster
+    executor: Literal["local", "ray"] = "local"
+    ray: RayOptions = Field(default_factory=RayOptions)
     study: str | None = None
     storage: str | None = None
     seed: int = Field(0, ge=0, le=2**32 - 1)
@@ -225,18 +278,21 @@ class RunConfig(_Model):
     @field_validator("objectives")
     @classmethod
     def _distinct(cls, objs: list[str]) -> list[str]:
-        if len(set(objs)) != len(objs):
+        if len({o.split(":")[0] for o in objs}) != len(objs):
             raise ValueError(f"objectives repeat a name: {', '.join(objs)}")
         return objs
 
     @model_validator(mode="after")
     def _coherent(self) -> RunConfig:
+        if self.generations is not None:
+            self._generations_to_trials()
         if self.trials is None and self.time is None:
             object.__setattr__(self, "trials", DEFAULT_TRIALS)
         if self.pruner != "none" and len(self.objectives) > 1:
             raise ValueError("pruner: pruning needs a single objective")
         if self.method is not None:
             self._check_method()
+        self._check_executor()
         from normnas.search.strategies import PRUNERS, STRATEGIES, check_options
 
         # option names are checked here, before any data is loaded or trial runs
@@ -246,6 +302,40 @@ class RunConfig(_Model):
             "pruner_options", "pruner", self.pruner, PRUNERS[self.pruner], self.pruner_options
         )
         return self
+
+    def _check_executor(self) -> None:
+        if self.executor == "local":
+            if self.ray != RayOptions():
+                raise ValueError(
+                    "--ray-address, --trials-in-parallel, --cpus-per-trial and "
+                    "--gpus-per-trial need --executor ray"
+                )
+            return
+        if self.workers > 1:
+            raise ValueError(
+                "--executor ray: --trials-in-parallel sets the parallel trials, not --workers"
+            )
+        if self.method is not None:
+            raise ValueError(f"--method {self.method}: trains one supernet; it takes no --executor")
+
+    def _generations_to_trials(self) -> None:
+        """Regularized evolution's budget: the first generation is the random initial
+        population (population_size trials), each later one population_size children."""
+        if self.strategy != "evolution":
+            raise ValueError(
+                f"generations: only the evolution strategy has generations (got --strategy "
+                f"{self.strategy}); use --trials"
+            )
+        population = self.strategy_options.get("population_size", _default_population())
+        if isinstance(population, bool) or not isinstance(population, int) or population < 1:
+            raise ValueError(f"population_size: must be an integer >= 1, got {population!r}")
+        total = self.generations * population  # type: ignore[operator]
+        if self.trials is not None and self.trials != total:
+            raise ValueError(
+                f"generations: {self.generations} x population_size {population} = {total} "
+                f"trials, but trials is {self.trials}; give one budget, not both"
+            )
+        object.__setattr__(self, "trials", total)
 
     def _check_method(self) -> None:
         """A gradient method replaces the strategy, the judge and parallel workers."""
@@ -270,6 +360,15 @@ class RunConfig(_Model):
         recipe = "+recipe" if self.space.recipe is not None else ""
         method = f"-{self.method}" if self.method else ""
         return self.study or f"normnas-{self.space.name}{recipe}-{Path(self.data).stem}{method}"
+
+
+def _default_population() -> int:
+    """The population_size evolution uses when none is given (its constructor's default)."""
+    import inspect
+
+    from normnas.search.samplers import EvolutionSampler
+
+    return int(inspect.signature(EvolutionSampler).parameters["population_size"].default)
 
 
 # -- loading and error messages -------------------------------------------------------------
@@ -303,10 +402,17 @@ FLAGS: dict[str, str] = {
     "constraints.max_flops": "--max-flops",
     "constraints.max_latency_ms": "--max-latency-ms",
     "trials": "--trials",
+    "generations": "--generations",
+    "strategy_options.population_size": "--population-size",
     "time": "--time",
     "train.epochs": "--epochs",
     "pruner": "--pruner",
     "workers": "--workers",
+    "executor": "--executor",
+    "ray.address": "--ray-address",
+    "ray.trials_in_parallel": "--trials-in-parallel",
+    "ray.cpus_per_trial": "--cpus-per-trial",
+    "ray.gpus_per_trial": "--gpus-per-trial",
     "study": "--study",
     "storage": "--storage",
     "seed": "--seed",
@@ -330,7 +436,8 @@ def _field_name(loc: tuple[Any, ...], from_cli: set[str], source: str | None) ->
     key = _loc(loc)
     flag = FLAGS.get(key) or FLAGS.get(_loc(loc[:-1])) if loc else None
     top = ".".join(str(p) for p in loc if not isinstance(p, int))
-    if flag and (top in from_cli or key in from_cli):
+    typed = top in from_cli or key in from_cli or any(k.startswith(f"{key}.") for k in from_cli)
+    if flag and typed:  # e.g. a whole-space error when --space (space.name) was typed
         return flag
     where = f" in {source}" if source else ""
     return f"{flag} [{key}{where}]" if flag else f"{key}{where}"

@@ -34,7 +34,7 @@ from optuna.testing.pytest_samplers import (
 from normnas.search.samplers._base import ArchSampler
 from normnas.search.samplers.local import RESTART_ATTR
 from normnas.search.strategies import make_sampler
-from normnas.spaces import MacroSpace, NB201Space
+from normnas.spaces import LayerSpace, MacroSpace, NB201Space
 from normnas.spaces.base import SearchSpace
 
 optuna.logging.set_verbosity(optuna.logging.ERROR)
@@ -47,6 +47,16 @@ SPACES: dict[str, SearchSpace] = {
         norms=["batchnorm", "none"],
         activations=["relu"],
         dropout=[0.0],
+    ),
+    # conditional parameters: an optional layer and a repeat count decide what is active
+    "layers": LayerSpace(
+        [
+            {"type": "conv", "filters": [8, 16], "norm": ["bn", "none"]},
+            {"type": "pool", "kind": ["max", "avg"], "optional": True},
+            {"type": "conv", "filters": 8, "kernel_size": [3, 5], "repeat": [1, 2]},
+            {"type": "dense", "units": [16, 32], "optional": True},
+        ],
+        input_size=8,
     ),
 }
 STRATEGIES = ("evolution", "local", "additive")
@@ -138,12 +148,13 @@ def test_history_that_is_not_an_architecture_is_skipped(strategy: str, space_nam
     wider = CategoricalDistribution((*dists[name].choices, "bogus"))  # type: ignore[attr-defined]
     # the best results of the study, none of them an architecture of this space
     _add(study, {"x": 0.5}, {"x": optuna.distributions.FloatDistribution(0, 1)}, 10.0)
-    _add(study, {**good, name: "bogus"}, {**dists, name: wider}, 10.0)
+    recorded = {n: dists[n] for n in good}  # all of them, or the active ones (LayerSpace)
+    _add(study, {**good, name: "bogus"}, {**recorded, name: wider}, 10.0)
     partial = dict(list(good.items())[:-1])
     _add(study, partial, {n: dists[n] for n in partial}, 10.0)
     # an architecture plus a parameter of the objective's own: an architecture all the same
     extra = {"lr": optuna.distributions.FloatDistribution(0, 1)}
-    _add(study, {**good, "lr": 0.1}, {**dists, **extra}, 0.0)
+    _add(study, {**good, "lr": 0.1}, {**recorded, **extra}, 0.0)
     study.optimize(_objective(space), n_trials=4)
 
     archs = [t.number for t in study.trials if t.number not in (3, 4, 5)]

@@ -298,9 +298,12 @@ class _Pool:
         self.live.append(proc)
         self.all.append(proc)
 
-    def wait(self, study: Any, report: WorkerReport) -> None:
-        """Until every worker is done; replaces dead ones; _Stop when one was stopped."""
+    def wait(self, study: Any, report: WorkerReport, tick: Any = None) -> None:
+        """Until every worker is done; replaces dead ones; _Stop when one was stopped.
+        `tick()` runs about once a second (the progress display reads the study)."""
         while self.live:
+            if tick is not None:
+                tick()
             sentinels = {p.process.sentinel: p for p in self.live}
             for ready in mp.connection.wait(list(sentinels), timeout=1.0):
                 proc = sentinels[ready]  # type: ignore[index]
@@ -373,7 +376,9 @@ def _counted_by(study: Any, pid: int) -> int:
     return n
 
 
-def run_workers(cfg: RunConfig, url: str, budget: Budget, progress: bool = False) -> WorkerReport:
+def run_workers(
+    cfg: RunConfig, url: str, budget: Budget, progress: bool | str = False
+) -> WorkerReport:
     """Run `cfg.workers` processes on the study at `url` until the budget; see the module doc.
 
     Raises `SearchInterrupted` (with the resume command) on Ctrl-C/SIGTERM, and the error of
@@ -392,12 +397,21 @@ def run_workers(cfg: RunConfig, url: str, budget: Budget, progress: bool = False
     deadline = None if budget.wall_s is None else time.time() + budget.wall_s
     pool = _Pool(cfg, url, deadline)
     report = WorkerReport()
+    follower = None
+    if progress:  # the same display as one process: read from the shared study
+        from normnas.search.progress import StudyFollower, make_progress
+
+        display = make_progress(budget, tuple(cfg.objectives), progress)
+        follower = StudyFollower(display, budget, n_before=done, study=study)
+        follower.skip_existing(study)
     with stop_on_signals():
         try:
             for i in range(cfg.workers):
                 if per[i] != 0:
                     pool.start(i, per[i])
-            pool.wait(study, report)
+            pool.wait(study, report, tick=None if follower is None else follower.poll_quietly)
+            if follower is not None:
+                follower.poll_quietly()  # the last trials, finished after the last tick
         except (KeyboardInterrupt, _Stop):
             recovered = pool.stop(study)
             extra = f" (#{', #'.join(map(str, recovered))} recovered here)" if recovered else ""
@@ -408,6 +422,8 @@ def run_workers(cfg: RunConfig, url: str, budget: Budget, progress: bool = False
             ) from None
         finally:
             report.started = len(pool.all)
+            if follower is not None:
+                follower.display.close()
     error = pool.error()
     if error is not None:
         raise error

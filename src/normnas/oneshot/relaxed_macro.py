@@ -312,7 +312,7 @@ class RelaxedMacro(MacroSupernet):
 
     def choice_of(self, arch: MacroArch) -> list[int]:
         """Option index per decision (a skipped slot: its fields' first options)."""
-        params = self.space.to_params(arch)
+        params = self.space.full_params(arch)
         return [self._choices[d.name].index(params[d.name]) for d in self.decisions]
 
     def subnet(self, arch: MacroArch) -> nn.Module:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +37,9 @@ def search(
         "--verify/--no-verify",
         help="Check a data archive's MD5 against the official one (--no-verify accepts a repack).",
     ),
-    space: str | None = typer.Option(None, help="Search space: macro or nb201."),
+    space: str | None = typer.Option(
+        None, help="Search space: macro, nb201, or a LayerSpace file (layers.yaml)."
+    ),
     strategy: str | None = typer.Option(
         None, help="random, grid, evolution, local, additive, tpe, nsga2 (see README)."
     ),
@@ -53,6 +54,15 @@ def search(
     ),
     max_latency_ms: float | None = typer.Option(None, help="Constraint: batch-1 latency."),
     trials: int | None = typer.Option(None, help="Budget: evaluated trials."),
+    generations: int | None = typer.Option(
+        None,
+        "--generations",
+        help="Evolution's budget: generations x population size trials (the first "
+        "generation is the random initial population).",
+    ),
+    population_size: int | None = typer.Option(
+        None, "--population-size", help="Evolution: population size (default 10)."
+    ),
     time: str | None = typer.Option(
         None,
         "--time",
@@ -61,6 +71,25 @@ def search(
     epochs: int | None = typer.Option(None, help="Training epochs per candidate."),
     pruner: str | None = typer.Option(None, help="none, sha, hyperband."),
     workers: int | None = typer.Option(None, help="Local worker processes."),
+    executor: str | None = typer.Option(
+        None,
+        "--executor",
+        help="local (inline, or --workers processes) or ray (needs normnas[ray]).",
+    ),
+    ray_address: str | None = typer.Option(
+        None,
+        "--ray-address",
+        help="Ray: auto or ray://host:port (default $RAY_ADDRESS or a new local cluster).",
+    ),
+    trials_in_parallel: int | None = typer.Option(
+        None, "--trials-in-parallel", help="Ray: trials at once (default: what the cluster fits)."
+    ),
+    cpus_per_trial: float | None = typer.Option(
+        None, "--cpus-per-trial", help="Ray: CPUs per trial (1)."
+    ),
+    gpus_per_trial: float | None = typer.Option(
+        None, "--gpus-per-trial", help="Ray: GPUs per trial (0)."
+    ),
     study: str | None = typer.Option(None, help="Study name (default normnas-<space>-<data>)."),
     storage: str | None = typer.Option(
         None, help="sqlite:///file.db, journal:PATH, or a PostgreSQL/MySQL URL."
@@ -115,6 +144,12 @@ def search(
         help="Rerun a study although its space, data or training changed (recorded).",
     ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar."),
+    quiet: bool = typer.Option(
+        False, "--quiet", "-q", help="No progress and no leaderboard: the best, study, report."
+    ),
+    verbose: bool = typer.Option(
+        False, "--verbose", "-v", help="One line per trial with its architecture (no bar)."
+    ),
 ) -> None:
     """Search architectures (and their normalization) on a data set."""
     overrides: dict[str, Any] = {
@@ -128,10 +163,17 @@ def search(
         "constraints.max_flops": max_flops,
         "constraints.max_latency_ms": max_latency_ms,
         "trials": trials,
+        "generations": generations,
+        "strategy_options.population_size": population_size,
         "time": time,
         "train.epochs": epochs,
         "pruner": pruner,
         "workers": workers,
+        "executor": executor,
+        "ray.address": ray_address,
+        "ray.trials_in_parallel": trials_in_parallel,
+        "ray.cpus_per_trial": cpus_per_trial,
+        "ray.gpus_per_trial": gpus_per_trial,
         "study": study,
         "storage": storage,
         "seed": seed,
@@ -148,10 +190,19 @@ def search(
         "gradient.selection": selection,
         "gradient.epochs": search_epochs,
     }
-    run_and_report(config, overrides, progress)
+    run_and_report(config, overrides, progress, quiet=quiet, verbose=verbose)
 
 
-def run_and_report(config: Path | None, overrides: dict[str, Any], progress: bool) -> None:
+def run_and_report(
+    config: Path | None,
+    overrides: dict[str, Any],
+    progress: bool,
+    quiet: bool = False,
+    verbose: bool = False,
+) -> None:
+    """Run the search and print its outcome. Progress goes to stderr: a bar on a terminal,
+    one plain line per trial elsewhere (a pipe, a log, CI), lines with architectures with
+    `verbose`, nothing with `quiet` (which also leaves out the leaderboard)."""
     import time
 
     start = time.monotonic()  # --time counts from here: loading data is part of the command
@@ -160,12 +211,34 @@ def run_and_report(config: Path | None, overrides: dict[str, Any], progress: boo
     cfg = load_config(config, overrides)
     from normnas.search.session import run
 
-    outcome = run(cfg, progress=progress and sys.stderr.isatty(), started=start)
+    mode: bool | str = False if quiet or not progress else ("verbose" if verbose else True)
+    outcome = run(cfg, progress=mode, started=start)  # type: ignore[arg-type]
     from normnas.search.report import print_outcome
 
-    print_outcome(outcome, cfg)
+    if quiet:
+        _print_quiet(outcome)
+    else:
+        print_outcome(outcome, cfg)
+    from normnas.report.command import report_after_search
+
+    report_after_search(outcome)
     if outcome.failure is not None:
         raise outcome.failure
+
+
+def _print_quiet(outcome: Any) -> None:
+    """`--quiet`: the best trial, its test accuracy, where the study and model are."""
+    if outcome.best is not None:
+        acc = outcome.best.result.get("accuracy")
+        line = f"best #{outcome.best.number}" + (
+            f": valid accuracy {100 * acc:.2f}%" if acc is not None else ""
+        )
+        if outcome.test_accuracy is not None:
+            line += f", test accuracy {100 * outcome.test_accuracy:.2f}%"
+        typer.echo(line)
+    typer.echo(f"study   {outcome.study.study_name} in {outcome.storage}")
+    if outcome.model_path is not None:
+        typer.echo(f"model   {outcome.model_path}")
 
 
 def demo(

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import contextlib
+import sys
+from typing import IO, TYPE_CHECKING, Any
 
 from rich.progress import BarColumn, Progress, ProgressColumn, Task, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
-from normnas.search.records import OBJECTIVES
+from normnas.search.records import parse_objective
 
 if TYPE_CHECKING:
     from normnas.search.runner import Budget, TrialEvent
@@ -40,7 +42,7 @@ class RichProgress:
     def __init__(self, budget: Budget, objectives: tuple[str, ...]) -> None:
         self.budget = budget
         self.objective = objectives[0]
-        self.sign = 1.0 if OBJECTIVES[self.objective] == "maximize" else -1.0
+        self.sign = 1.0 if parse_objective(self.objective)[1] == "maximize" else -1.0
         self.best: float | None = None
         by_time = budget.trials is None and budget.wall_s is not None
         self.progress = Progress(
@@ -82,4 +84,104 @@ class RichProgress:
 
 
 def _fmt(objective: str, value: float) -> str:
-    return f"{value:.4f}" if objective == "accuracy" else f"{value:,.4g}"
+    if objective == "accuracy":
+        return f"{100 * value:.2f}%"
+    if objective in ("params", "flops"):
+        return f"{value / 1e3:.1f}k" if abs(value) < 1e6 else f"{value / 1e6:.2f}M"
+    if objective == "latency":
+        return f"{value:.3g}ms"
+    return f"{value:.4g}"
+
+
+class PlainProgress:
+    """One plain line per finished trial, for a pipe, a log file or CI (nothing redraws):
+    number, status, its objective values, the best so far, trials done and time elapsed.
+    `verbose` adds the trial's architecture string."""
+
+    def __init__(
+        self, budget: Budget, objectives: tuple[str, ...], verbose: bool = False,
+        stream: IO[str] | None = None,
+    ) -> None:  # fmt: skip
+        self.budget = budget
+        self.objectives = objectives
+        self.sign = 1.0 if parse_objective(objectives[0])[1] == "maximize" else -1.0
+        self.best: float | None = None
+        self.verbose = verbose
+        self.stream = stream
+
+    def update(self, event: TrialEvent) -> None:
+        if event.values and event.duplicate_of is None:
+            v = event.values[0]
+            if self.best is None or self.sign * v > self.sign * self.best:
+                self.best = v
+        status = event.status if event.duplicate_of is None else f"dup of #{event.duplicate_of}"
+        values = "  ".join(
+            f"{o} {_fmt(o, v)}" for o, v in zip(self.objectives, event.values or (), strict=False)
+        )
+        best = "-" if self.best is None else _fmt(self.objectives[0], self.best)
+        b = self.budget
+        done = f"{event.n_evaluated}/{b.trials}" if b.trials else f"{event.n_evaluated}"
+        line = (
+            f"trial {event.number:>3} {status:<10} {values or '-':<16}  best {best}  "
+            f"[{done} trials, {event.elapsed_s:.1f}s]"
+        )
+        if self.verbose and event.arch:
+            line += f"  {event.arch}"
+        print(line, file=self.stream or sys.stderr, flush=True)
+
+    def close(self) -> None:
+        pass
+
+
+def make_progress(budget: Budget, objectives: tuple[str, ...], mode: bool | str) -> Any:
+    """The progress display for `mode`: True ("auto") a redrawing bar on a terminal and plain
+    lines elsewhere; "lines" plain lines; "verbose" plain lines with each architecture."""
+    if mode == "verbose":
+        return PlainProgress(budget, objectives, verbose=True)
+    if mode == "lines" or not sys.stderr.isatty():
+        return PlainProgress(budget, objectives)
+    return RichProgress(budget, objectives)
+
+
+class StudyFollower:
+    """Progress of trials run elsewhere (worker processes): each `poll` reads the study's
+    newly finished trials and shows them as a single process's run would."""
+
+    def __init__(self, display: Any, budget: Budget, n_before: int = 0, study: Any = None) -> None:
+        import time
+
+        self.study = study
+        self.display = display
+        self.budget = budget
+        self.seen: set[int] = set()
+        self.n_evaluated = n_before
+        self.t0 = time.perf_counter()
+
+    def skip_existing(self, study: Any) -> None:
+        """Trials finished before the run are not this run's progress."""
+        self.seen |= {t.number for t in study.get_trials(deepcopy=False) if t.state.is_finished()}
+
+    def poll(self, study: Any) -> None:
+        import time
+
+        from normnas.search import records as rec
+        from normnas.search.runner import TrialEvent
+
+        fresh = [
+            r for r in rec.records(study) if r.state.is_finished() and r.number not in self.seen
+        ]
+        for r in fresh:
+            if r.status is None and r.duplicate_of is None:
+                continue  # its result attributes are not all written yet
+            self.seen.add(r.number)
+            self.n_evaluated += r.evaluated
+            event = TrialEvent(
+                r.number, str(r.status), r.duplicate_of, r.values, self.n_evaluated, 0.0,
+                time.perf_counter() - self.t0, self.budget, arch=r.arch,
+            )  # fmt: skip
+            self.display.update(event)
+
+    def poll_quietly(self) -> None:
+        """`poll(self.study)`; a storage hiccup costs a display update, never the run."""
+        with contextlib.suppress(Exception):
+            self.poll(self.study)

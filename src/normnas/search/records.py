@@ -15,6 +15,7 @@ tell a dead worker's RUNNING trial from a live one. Studies written by earlier v
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -46,25 +47,77 @@ OBJECTIVES: dict[str, str] = {
 _FIELD = {"accuracy": "accuracy", "params": "params", "flops": "flops", "latency": "latency_ms"}
 
 
+# a metric of your own evaluate function, with its direction: "f1:maximize", "loss:min"
+_CUSTOM = re.compile(r"(?P<name>[A-Za-z_][\w.-]*):(?P<dir>maximize|minimize|max|min)")
+OBJECTIVE_HELP = (
+    f"must be one of {', '.join(repr(o) for o in OBJECTIVES)}, or NAME:maximize / "
+    "NAME:minimize for a metric your evaluate function returns"
+)
+
+
+def parse_objective(objective: str) -> tuple[str, str]:
+    """(metric name, "maximize" | "minimize") of an objective; ValueError if it is none.
+
+    Built-in objectives are their names; a metric of a custom evaluate function is
+    `NAME:maximize` or `NAME:minimize` (`max`/`min` for short).
+    """
+    if objective in OBJECTIVES:
+        return objective, OBJECTIVES[objective]
+    match = _CUSTOM.fullmatch(objective) if isinstance(objective, str) else None
+    if match is None:
+        raise ValueError(OBJECTIVE_HELP)
+    name, direction = match["name"], match["dir"]
+    direction = {"max": "maximize", "min": "minimize"}.get(direction, direction)
+    if name in OBJECTIVES and OBJECTIVES[name] != direction:
+        raise ValueError(f"{name!r} is always {OBJECTIVES[name]}d; write it as {name!r}")
+    return name, direction
+
+
+def normalize_objective(objective: str) -> str:
+    """The one spelling of an objective: built-ins bare, custom ones `NAME:maximize|minimize`."""
+    name, direction = parse_objective(objective)
+    return name if name in OBJECTIVES else f"{name}:{direction}"
+
+
+def is_custom(objective: str) -> bool:
+    """Is this a metric of a custom evaluate function (not one every evaluator gives)?"""
+    return parse_objective(objective)[0] not in OBJECTIVES
+
+
 def check_objectives(objectives: Iterable[str]) -> tuple[str, ...]:
     objs = tuple(objectives)
     if not objs:
         raise ValueError("at least one objective is needed; valid: " + ", ".join(OBJECTIVES))
     for o in objs:
-        if o not in OBJECTIVES:
-            raise ValueError(f"unknown objective {o!r}; valid: {', '.join(OBJECTIVES)}")
-    if len(set(objs)) != len(objs):
+        try:
+            parse_objective(o)
+        except ValueError as e:
+            why = (
+                f"valid: {', '.join(OBJECTIVES)}, or NAME:maximize / NAME:minimize for a "
+                "metric your evaluate function returns"
+                if str(e) == OBJECTIVE_HELP
+                else str(e)
+            )
+            raise ValueError(f"unknown objective {o!r}; {why}") from None
+    names = [parse_objective(o)[0] for o in objs]
+    if len(set(names)) != len(names):
         raise ValueError(f"objectives repeat a name: {', '.join(objs)}")
     return objs
 
 
 def directions(objectives: Sequence[str]) -> list[str]:
-    return [OBJECTIVES[o] for o in check_objectives(objectives)]
+    return [parse_objective(o)[1] for o in check_objectives(objectives)]
 
 
 def objective_value(result: TrialResult | dict[str, Any], objective: str) -> float | None:
-    name = _FIELD[objective]
-    value = result.get(name) if isinstance(result, dict) else getattr(result, name)
+    """The objective's value in `result`: a field for built-ins, `extra[NAME]` for custom."""
+    name = parse_objective(objective)[0]
+    if name in _FIELD:
+        field = _FIELD[name]
+        value = result.get(field) if isinstance(result, dict) else getattr(result, field)
+    else:
+        extra = (result.get("extra") if isinstance(result, dict) else result.extra) or {}
+        value = extra.get(name)
     return None if value is None else float(value)
 
 
@@ -186,6 +239,10 @@ class TrialRecord:
         dup = attrs.get(ATTR_DUPLICATE)
         if dup is not None and original is not None:
             result = original.result
+        elif trial.state == TrialState.FAIL and ATTR_STATUS not in result:
+            # failed from outside before its result was written: by Optuna's heartbeat
+            # (its worker died; the retry is queued) or by an older version's recovery
+            result = {**result, "status": "interrupted"}
         return cls(
             number=trial.number,
             state=trial.state,

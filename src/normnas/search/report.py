@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -28,11 +29,32 @@ _COMPACT = {
 }
 
 
+_MACRO_BLOCK = re.compile(r"w(\d+)-k(\d+)-(\w+)-(\w+)-(\w+)-(res|plain)")
+_PLACE = {"conv_norm_act": "cna", "conv_act_norm": "can", "norm_act_conv": "nac"}
+_OPS = {"none": "-", "skip_connect": "id", "nor_conv_1x1": "c1", "nor_conv_3x3": "c3",
+        "avg_pool_3x3": "ap"}  # fmt: skip
+
+
+def _block(m: re.Match[str]) -> str:
+    w, k, norm, place, _, tail = m.groups()
+    n = "-" if norm == "none" else SHORT.get(norm, norm)
+    return f"{w}/{k} {n}·{_PLACE.get(place, place)}{'+' if tail == 'res' else ''}"
+
+
 def compact(arch: str) -> str:
-    """A shorter arch string for tables: norm and placement names abbreviated."""
-    for long, short in _COMPACT.items():
-        arch = arch.replace(long, short)
-    return arch
+    """A short arch string for an 80-column table (the full one is in `best --json` and the
+    report): a macro block `w24-k5-groupnorm-norm_act_conv-relu-res` is `24/5 gn·nac+`
+    (width/kernel norm·placement, + residual; stages split by |), an NB201 cell is its six
+    ops in edge order (`c3 | id - | c1 c3 ap`)."""
+    text = arch.strip()
+    if _MACRO_BLOCK.search(text):
+        text = re.sub(r"\] \[", " | ", _MACRO_BLOCK.sub(_block, text))
+        text = text.replace("[", "").replace("]", "").replace(", ", " ")
+        return re.sub(r" dropout=0\.0$", "", text).replace(" dropout=", " drop ")
+    if text.startswith("|") and "~" in text:  # NB201: |op~0|+|op~0|op~1|+|op~0|op~1|op~2|
+        nodes = [n.strip("|").split("|") for n in text.split("+")]
+        return " | ".join(" ".join(_OPS.get(op.split("~")[0], op) for op in n) for n in nodes)
+    return text
 
 
 def norm_choices(space: Any, params: dict[str, Any]) -> str:
@@ -42,12 +64,17 @@ def norm_choices(space: Any, params: dict[str, Any]) -> str:
     except Exception:
         return "?"
     stages = getattr(arch, "stages", None)
-    if stages is None:
+    if stages is None and hasattr(arch, "layers"):  # a LayerSpace: its convs and norm layers
+        from normnas.spaces.layers import norm_layers
+
+        pairs = norm_layers(arch)
+    elif stages is None:
         return "bn (fixed)"  # NB201 cells: ReLU-Conv-BN everywhere
+    else:
+        pairs = [(b.norm, b.placement) for stage in stages for b in stage]
     tags = [
-        f"{SHORT.get(b.norm, b.norm)}·{''.join(w[0] for w in b.placement.split('_'))}"
-        for stage in stages
-        for b in stage
+        SHORT.get(n, n) + ("" if p is None else "·" + "".join(w[0] for w in p.split("_")))
+        for n, p in pairs
     ]
     counts = Counter(tags)
     return ", ".join(f"{t} ×{n}" if n > 1 else t for t, n in counts.items())
@@ -114,16 +141,29 @@ def _top(study: optuna.Study, top: int) -> list[rec.TrialRecord]:
 
 
 def leaderboard(
-    study: optuna.Study, space: Any, top: int = 5, latency_of: dict[int, float] | None = None
+    study: optuna.Study,
+    space: Any,
+    top: int = 5,
+    latency_of: dict[int, float] | None = None,
+    width: int | None = None,
 ) -> Table:
+    """The best trials (and the Pareto front), one line each in `width` columns (default:
+    the terminal's)."""
     front = rec.best_records(study)
     shown = _top(study, top)
     latency_of = latency_of or {}
     table = Table(title=f"leaderboard of {study.study_name} (valid accuracy)")
-    for col in ("#", "arch", "accuracy", "params", "FLOPs", "latency ms", "norm·placement"):
-        table.add_column(col, overflow="fold")
+    # one line per trial in 80 columns: the numbers never wrap, the compact arch string
+    # takes the rest and ends in … when it is longer (whole in `best --json` and the report)
+    table.add_column("#", no_wrap=True, min_width=4)
+    # 50 = the other columns (4+8+7+7+5), their padding (2 each) and the 7 rules
+    arch_width = max(12, (width or Console().width) - 50)
+    table.add_column("arch", no_wrap=True, overflow="ellipsis", max_width=arch_width)
+    for col, width in (("accuracy", 8), ("params", 7), ("FLOPs", 7), ("ms", 5)):
+        table.add_column(col, no_wrap=True, justify="right", min_width=width)
     table.caption = (
-        "placement: cna conv→norm→act, can conv→act→norm, nac norm→act→conv; * best/Pareto"
+        "arch: width/kernel norm·placement (cna conv→norm→act, can conv→act→norm, "
+        "nac norm→act→conv), + residual; ms: batch-1 latency; * best/Pareto"
     )
     for r in shown:
         m = r.result
@@ -134,7 +174,6 @@ def leaderboard(
             _fmt(m.get("params"), "int"),
             _fmt(m.get("flops"), "int"),
             _fmt(m.get("latency_ms", latency_of.get(r.number)), "ms"),
-            norm_choices(space, r.params),
         )
     return table
 
@@ -203,6 +242,8 @@ def print_status(study: optuna.Study, url: str, owner_alive: Any = None) -> None
     c = counts(study, owner_alive)
     console.print(f"study {study.study_name} in {url}")
     console.print(", ".join(f"{k}: {v}" for k, v in sorted(c.items())) or "no trials")
+    for line in running_lines(study, owner_alive):
+        console.print(escape(line))
     front = rec.best_records(study)
     if front:
         names = study_meta(study).get("config", {}).get("objectives", [])
@@ -211,6 +252,36 @@ def print_status(study: optuna.Study, url: str, owner_alive: Any = None) -> None
     path = study.user_attrs.get("model_path")
     if path:
         console.print(f"model {path}")
+
+
+def running_lines(study: optuna.Study, owner_alive: Any = None) -> list[str]:
+    """One line per RUNNING trial: its worker ('host pid N') and its last heartbeat.
+
+    E.g. `running #12 on gpu-2 pid 4711, heartbeat 3s ago`; `(owner gone)` where
+    `owner_alive(number)` says its worker is dead (it is re-queued by the next run).
+    """
+    import time
+
+    from normnas.search.study import ATTR_HEARTBEAT, parse_worker
+
+    now = time.time()
+    out = []
+    running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+    for t in sorted(running, key=lambda t: t.number):
+        owner = parse_worker(t.user_attrs.get(rec.ATTR_WORKER))
+        who = f"{owner[0]} pid {owner[1]}" if owner is not None else "no worker recorded"
+        beat = t.user_attrs.get(ATTR_HEARTBEAT)
+        since = beat if isinstance(beat, (int, float)) else None
+        if since is None and t.datetime_start is not None:
+            since = t.datetime_start.timestamp()
+        line = f"running #{t.number} on {who}"
+        if since is not None:
+            what = "heartbeat" if isinstance(beat, (int, float)) else "started"
+            line += f", {what} {_secs(max(0.0, now - since))} ago"
+        if owner_alive is not None and owner_alive(t.number) is False:
+            line += " (owner gone)"
+        out.append(line)
+    return out
 
 
 def print_best(study: optuna.Study, front: list[rec.TrialRecord]) -> None:

@@ -39,7 +39,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from normnas.search import records as rec
 from normnas.search.result import Evaluator, ReportFn, TrialResult
-from normnas.search.study import claim, owner_alive, release
+from normnas.search.study import claim, fail_stale, owner_alive, release
 from normnas.spaces.base import Arch, SearchSpace
 
 
@@ -92,6 +92,7 @@ class TrialEvent:
     spent_cost_s: float
     elapsed_s: float
     budget: Budget
+    arch: str | None = None  # the trial's architecture string (None if it never got one)
 
 
 @dataclass
@@ -211,7 +212,7 @@ def run_search(
     constraints: Constraints | None = None,
     dedup: bool = True,
     pruner_fidelity: bool = False,
-    progress: bool = False,
+    progress: bool | str = False,
     *,
     count_existing: bool = True,
     record_worker: bool = True,
@@ -226,7 +227,9 @@ def run_search(
     `should_prune` (it is on automatically when the study has a pruner other than
     NopPruner and one objective). `count_existing=False` makes the budget count only this
     run's trials (used by parallel workers that each take a share). `callback` receives a
-    `TrialEvent` after each trial; `progress=True` shows a rich progress bar.
+    `TrialEvent` after each trial; `progress=True` shows a rich progress bar on a
+    terminal and one plain line per trial elsewhere ("lines", "verbose": always lines,
+    the second with each architecture; see `progress.make_progress`).
     `record_worker` writes each trial's owner (`worker`, `heartbeat`: see `study.claim`) as
     soon as it is asked for, so that a restart or a concurrent run can tell a dead run's
     RUNNING trial from a live one.
@@ -252,7 +255,7 @@ def run_search(
     streak = 0  # proposals in a row that brought no new feasible architecture
     shared = False
     size = len(space) if hasattr(space, "__len__") else None  # type: ignore[arg-type]
-    bar = _progress_bar(budget, objs) if progress else None
+    bar = _progress_bar(budget, objs, progress) if progress else None
     stopped_by = ""
 
     own = {"counted": 0, "spent": 0.0}  # this run's own evaluations (workers' shares)
@@ -291,6 +294,9 @@ def run_search(
                 stopped_by = "exhausted"  # every architecture has a recorded result
             if stopped_by:
                 break
+            # server storages: a dead worker's trial (its heartbeat stopped) is re-queued
+            # now, so that this ask (which takes queued trials first) runs it again
+            fail_stale(study)
             trial = study.ask()
             if trial.number != expected_next:
                 shared = True  # trials created elsewhere: another worker or an enqueue
@@ -368,6 +374,7 @@ def run_search(
                 spent(),
                 time.perf_counter() - t0,
                 budget,
+                arch=space.to_str(arch),
             )
             if bar is not None:
                 bar.update(event)
@@ -524,7 +531,7 @@ def _interrupt(study: optuna.Study, trial: optuna.Trial) -> None:
         pass
 
 
-def _progress_bar(budget: Budget, objs: tuple[str, ...]) -> Any:
-    from normnas.search.progress import RichProgress
+def _progress_bar(budget: Budget, objs: tuple[str, ...], mode: bool | str) -> Any:
+    from normnas.search.progress import make_progress
 
-    return RichProgress(budget, objs)
+    return make_progress(budget, objs, mode)

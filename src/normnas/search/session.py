@@ -248,6 +248,13 @@ def check_image_size(space: SearchSpace, data: Any) -> None:
     net_space, *_ = network_part(space, space.sample(np.random.default_rng(0)))
     need = getattr(net_space, "min_image_size", None)
     size = getattr(data, "image_size", None)
+    fixed = getattr(net_space, "input_size", None)  # a LayerSpace's shapes were checked on it
+    if fixed is not None and size is not None and tuple(size) != tuple(fixed):
+        raise DataError(
+            f"--data {getattr(data, 'name', '?')}: images are {size[0]}x{size[1]}, but the "
+            f"space {net_space.name!r} was defined for {fixed[0]}x{fixed[1]} images "
+            "(its input_size); set input_size to the data's image size"
+        )
     if need is None or size is None:
         return
     if min(size) < need:
@@ -365,22 +372,61 @@ def constraint_flag(metric: str) -> str:
     )
 
 
+def check_evaluate(cfg: RunConfig, evaluate: Any) -> None:
+    """ConfigError when a custom evaluate function (or its absence) does not fit `cfg`."""
+    from normnas.errors import ConfigError
+
+    custom = [o for o in cfg.objectives if rec.is_custom(o)]
+    if evaluate is None:
+        if custom:
+            raise ConfigError(
+                f"--objective {custom[0]}: a metric of your own needs "
+                "normnas.search(evaluate=your_function); the built-in judges give "
+                "accuracy, params, flops and latency"
+            )
+        return
+    from normnas.search.custom import call_mode
+
+    call_mode(evaluate)  # a function whose signature fits: before any data is loaded
+    if cfg.evaluator != "train" or cfg.method is not None:
+        raise ConfigError("evaluate: your function is the judge; it takes no evaluator= or method=")
+    if cfg.workers > 1:
+        raise ConfigError("evaluate: your function runs in this process; use workers=1")
+
+
 def run(
     cfg: RunConfig,
     space: SearchSpace | None = None,
     data: Any = None,
     progress: bool = False,
     started: float | None = None,
+    evaluate: Any = None,
 ) -> SearchOutcome:
-    """The whole run; `started` (time.monotonic()) is when the command began (for `time`)."""
+    """The whole run; `started` (time.monotonic()) is when the command began (for `time`).
+
+    `evaluate` (a function, see `normnas.search.custom`) replaces the config's judge.
+    """
     t0 = time.monotonic() if started is None else started
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     check_device(cfg.device)
-    url = cfg.storage or default_storage(cfg.workers)
+    check_evaluate(cfg, evaluate)
+    if cfg.executor == "ray":
+        from normnas.execute.ray_executor import import_ray
+
+        import_ray()  # a missing extra fails before the data is loaded
+    # several processes share a journal file by default (Ray actors are processes too)
+    url = cfg.storage or default_storage(2 if cfg.executor == "ray" else cfg.workers)
     storage = open_storage(url)
     parts = build_parts(cfg, space, data, url, judge=False)
     study = make_study(cfg, parts.space, storage)
     print_ = fingerprint(cfg, parts.space)
+    if evaluate is not None:  # resuming with another function would mix incomparable values
+        from normnas.search.custom import FunctionEvaluator
+
+        parts.evaluator = FunctionEvaluator(
+            evaluate, parts.space, parts.data, cfg.objectives, seed=cfg.seed
+        )
+        print_["judge"] = {"evaluator": "function", "function": parts.evaluator.name}
     changes = check_fingerprint(study, print_, cfg.force)
     recovered = recover_interrupted(study)
     meta = dict(study.user_attrs.get(META_ATTR) or {})
@@ -415,14 +461,23 @@ def run(
             with stop_on_signals():
                 summary = run_method(cfg, parts, study, url, budget, progress)
         else:
-            parts.evaluator = make_evaluator(cfg, parts, url)
+            if evaluate is None:
+                parts.evaluator = make_evaluator(cfg, parts, url)
             if cfg.proxy_warmup and "proxy_warmup_s" not in study.user_attrs:
                 notes.append(warm_up(cfg, parts, study))
             if cfg.time is not None:  # the supernet's training and the warm-up took their share
                 budget.wall_s = cfg.time - (time.monotonic() - t0)
                 if budget.wall_s <= 0:
                     raise UserError(f"--time {cfg.time:g}s was used up before the search began")
-            if cfg.workers > 1:
+            if cfg.executor == "ray":
+                from normnas.execute.ray_executor import run_on_ray
+
+                if space is not None:
+                    raise UserError("--executor ray needs the space given by name")
+                report = run_on_ray(cfg, url, budget, parts.data)
+                notes += report.notes
+                recovered += report.recovered
+            elif cfg.workers > 1:
                 from normnas.execute.workers import run_workers
 
                 if space is not None or data is not None:
@@ -451,6 +506,16 @@ def run(
             "on resume (finished trials are kept)",
             resume=resume_command(),
         ) from None
+    if summary is not None:  # what the report's summary says of this run
+        study.set_user_attr(
+            "last_run",
+            {
+                "stopped_by": summary.stopped_by,
+                "wall_s": summary.wall_s,
+                "n_evaluated": summary.n_evaluated,
+                "status_counts": summary.status_counts,
+            },
+        )
     # a trial of a run killed just after creating it has no owner and is only taken for
     # dead once UNOWNED_GRACE_S old: check again now that this run's search has ended
     recovered += [n for n in recover_interrupted(study) if n not in recovered]
@@ -482,6 +547,12 @@ def run(
         study.set_user_attr("model_path", str(model_path))
         study.set_user_attr("test_accuracy", test_acc)
         study.set_user_attr("final_s", final_s)
+        from normnas.search.final_diagnostics import record_final_model
+
+        try:  # BN diagnostics, costs and latency: a report needs only the storage then
+            record_final_model(study, model_path)
+        except Exception as e:  # a figure for the report, never a reason to fail the run
+            notes.append(f"final model diagnostics not recorded: {type(e).__name__}: {e}")
         if final_status == "timeout":
             notes.append(
                 f"the final retrain was cut by --time after {fm.checkpoint.get('epochs_run')} of "

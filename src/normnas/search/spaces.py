@@ -7,15 +7,16 @@ from typing import Any
 
 from normnas.spaces.base import Arch, SearchSpace
 
-SPACE_NAMES: tuple[str, ...] = ("macro", "nb201")
+SPACE_NAMES: tuple[str, ...] = ("macro", "nb201", "layers")
 
 
 def make_space(
     name: str, options: Mapping[str, Any] | None = None, recipe: Mapping[str, Any] | None = None
 ) -> SearchSpace:
-    """`macro` or `nb201` (options go to the space), joined with a RecipeSpace when
-    `recipe` is a dict (its options; `{}` for the defaults)."""
-    from normnas.spaces import JointSpace, MacroSpace, NB201Space, RecipeSpace
+    """`macro`, `nb201` or `layers` (options go to the space: a LayerSpace's are its
+    `{input_size, layers}`), joined with a RecipeSpace when `recipe` is a dict (its
+    options; `{}` for the defaults)."""
+    from normnas.spaces import JointSpace, LayerSpace, MacroSpace, NB201Space, RecipeSpace
 
     options = dict(options or {})
     if name == "macro":
@@ -24,6 +25,8 @@ def make_space(
         if options:
             raise ValueError(f"space nb201 takes no options, got {sorted(options)}")
         space = NB201Space()
+    elif name == "layers":
+        space = LayerSpace.from_dict(options)
     else:
         raise ValueError(f"unknown space {name!r}; valid: {', '.join(SPACE_NAMES)}")
     if recipe is not None:

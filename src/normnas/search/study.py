@@ -27,7 +27,7 @@ ACCEPTED = "sqlite:///FILE, journal:FILE, postgresql://…, mysql://…"
 _SERVERS = ("postgresql", "mysql", "mariadb")  # SQLAlchemy dialects, each with an optional +driver
 _MOVE = "move it away or pass --storage to another file"
 _DRIVERS = {
-    "postgresql": "pip install psycopg2-binary",
+    "postgresql": "pip install 'normnas[postgres]' (psycopg2-binary)",
     "mysql": "pip install pymysql and write mysql+pymysql://…",
     "mariadb": "pip install pymysql and write mariadb+pymysql://…",
 }
@@ -57,12 +57,15 @@ def open_storage(url: str, write: bool = True) -> BaseStorage:
     import sqlalchemy.exc
 
     kwargs = {"connect_args": {"timeout": 60}} if kind == "sqlite" else {}
-    with storage_errors(name):
+    beat = _server_heartbeat() if kind in _SERVERS else {}
+    if kind == "postgresql":
+        url = _postgres_driver(url)
+    with storage_errors(name), _no_experimental_warning():
         try:
             try:
-                storage = optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+                storage = optuna.storages.RDBStorage(url, engine_kwargs=kwargs, **beat)
             except sqlalchemy.exc.IntegrityError:  # another process created the tables just now
-                storage = optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+                storage = optuna.storages.RDBStorage(url, engine_kwargs=kwargs, **beat)
         except ImportError:  # the dialect's driver package is missing
             raise StorageError(
                 f"{name}: the {kind} driver is not installed; {_DRIVERS.get(kind, 'install it')}"
@@ -75,6 +78,73 @@ def open_storage(url: str, write: bool = True) -> BaseStorage:
             raise StorageError(f"{name}: {one_line(e)}") from None
         storage.get_all_studies()  # a cheap read: a damaged file fails here, not mid-search
     return storage
+
+
+def heartbeat_settings() -> tuple[int, int]:
+    """(interval, grace) in seconds of Optuna's heartbeat on server storages.
+
+    NORMNAS_HEARTBEAT_S and NORMNAS_GRACE_S override the defaults (whole seconds, as Optuna
+    takes them); a grace shorter than twice the interval would fail live trials.
+    """
+    out = []
+    for name, default in (
+        ("NORMNAS_HEARTBEAT_S", HEARTBEAT_S),
+        ("NORMNAS_GRACE_S", SERVER_GRACE_S),
+    ):
+        raw = os.environ.get(name, "").strip()
+        try:
+            value = int(raw) if raw else int(default)
+        except ValueError:
+            raise StorageError(f"{name}={raw!r}: expected whole seconds (e.g. 30)") from None
+        if value < 1:
+            raise StorageError(f"{name}={raw!r}: expected at least 1 second")
+        out.append(value)
+    interval, grace = out
+    if grace < 2 * interval:
+        raise StorageError(
+            f"NORMNAS_GRACE_S={grace} is under twice NORMNAS_HEARTBEAT_S={interval}: "
+            "live trials would be taken for dead; raise the grace period"
+        )
+    return interval, grace
+
+
+def _postgres_driver(url: str) -> str:
+    """`postgresql://` with the driver that is installed: SQLAlchemy 2.1 takes psycopg (3)
+    for a URL without one, 2.0 psycopg2; `normnas[postgres]` installs psycopg2-binary."""
+    import importlib.util
+
+    if not url.startswith("postgresql://"):
+        return url  # a driver named by the user, or none installed: their choice stands
+    if importlib.util.find_spec("psycopg") is None and importlib.util.find_spec("psycopg2"):
+        return "postgresql+psycopg2://" + url.removeprefix("postgresql://")
+    return url
+
+
+@contextlib.contextmanager
+def _no_experimental_warning() -> Iterator[None]:
+    """Optuna calls its heartbeat experimental (since 2.8): said once here, not per process."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        yield
+
+
+def _server_heartbeat() -> dict[str, Any]:
+    """RDBStorage arguments of Optuna's heartbeat, with the retry callback."""
+    import warnings
+
+    interval, grace = heartbeat_settings()
+    # Optuna warns that its heartbeat is meant for Study.optimize: the runner's ask/tell loop
+    # records the beats itself (see `_Heartbeat`) and fails stale trials before each ask
+    warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
+    with _no_experimental_warning():
+        retry = RequeueStaleTrial()
+    return {
+        "heartbeat_interval": interval,
+        "grace_period": grace,
+        "heartbeat_stale_trial_callback": retry,
+    }
 
 
 def _url_kind(url: str) -> str:
@@ -360,14 +430,21 @@ def storage_name(storage: str | BaseStorage) -> str:
 # every HEARTBEAT_S. A RUNNING trial's owner is gone when, on this host, its pid is dead or
 # now belongs to another process; on another host (a shared server database), when its
 # heartbeat (before the first: the trial's start time) is older than GRACE_S (generous: it
-# also absorbs clock differences between machines). Optuna's own heartbeat (RDBStorage's
-# heartbeat_interval) is not used: it exists for RDB storages only, and Study.ask warns
-# with it outside Study.optimize.
+# also absorbs clock differences between machines).
+#
+# On a server storage (PostgreSQL, MySQL: workers on several machines) Optuna's own
+# heartbeat runs as well: the owner records it at the claim and then every
+# NORMNAS_HEARTBEAT_S (30 s), and before each `ask` the runner fails the RUNNING trials
+# whose last beat is older than NORMNAS_GRACE_S (120 s, by the database server's clock)
+# and re-queues them through `RequeueStaleTrial` (Optuna's RetryHeartbeatStaleTrialCallback,
+# formerly RetryFailedTrialCallback). So a worker killed on one machine has its trial run
+# again by the others within about the grace period, with no restart of anything.
 
 ATTR_HEARTBEAT = "heartbeat"  # trial user attribute: the owner's last sign of life (unix time)
 HEARTBEAT_S = 30.0
 FIRST_BEAT_S = 1.0
 GRACE_S = 300.0
+SERVER_GRACE_S = 120  # Optuna's heartbeat grace period on server storages (NORMNAS_GRACE_S)
 # a RUNNING trial with no owner (killed between its creation and its claim, a few
 # milliseconds, or written by an older version) is taken for dead once this old; a run
 # checks again when its search ends, so such a leftover does not outlive the rerun
@@ -480,7 +557,10 @@ class _Heartbeat:
         for key, (storage, trial_id, when) in due:
             try:
                 storage.set_trial_user_attr(trial_id, ATTR_HEARTBEAT, round(time.time(), 1))
-                after: float | None = self.interval_s
+                interval = optuna_heartbeat(storage)
+                if interval is not None:
+                    storage.record_heartbeat(trial_id)
+                after: float | None = min(self.interval_s, interval or self.interval_s)
             except optuna.exceptions.UpdateFinishedTrialError:
                 after = None
             except Exception:  # a busy or unreachable storage: try again soon
@@ -508,10 +588,56 @@ def claim(study: optuna.Study, trial: optuna.Trial) -> None:
     """Record this process as the owner of `trial` and keep its heartbeat while it runs.
 
     Done right after `ask`, so a run starting beside this one never takes the trial for a
-    dead run's. One attribute write, as the `worker` attribute always cost.
+    dead run's. One attribute write, as the `worker` attribute always cost (and on a server
+    storage Optuna's first heartbeat: a trial with none is never found stale).
     """
     trial.set_user_attr(rec.ATTR_WORKER, worker_id())
+    if optuna_heartbeat(study._storage) is not None:
+        study._storage.record_heartbeat(trial._trial_id)  # type: ignore[attr-defined]
     _BEAT.track(study._storage, trial._trial_id)
+
+
+def optuna_heartbeat(storage: BaseStorage) -> int | None:
+    """The interval of Optuna's heartbeat on `storage` (server storages), else None."""
+    from optuna.storages._heartbeat import BaseHeartbeat
+
+    return storage.get_heartbeat_interval() if isinstance(storage, BaseHeartbeat) else None
+
+
+class RequeueStaleTrial(optuna.storages.RetryHeartbeatStaleTrialCallback):
+    """Optuna's retry of a heartbeat-stale trial, recorded as normnas re-queues a trial.
+
+    The retry carries `retry_of` (and Optuna's `failed_trial`/`retry_history` system
+    attributes) but not the dead trial's other user attributes: a copied `worker` and
+    `heartbeat` would make the waiting retry look like a running trial of a dead owner.
+    The stale trial itself is FAIL with no status, which `records` reads as `interrupted`.
+    """
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        history = [*trial.system_attrs.get("retry_history", []), trial.number]
+        if self._max_retry is not None and self._max_retry < len(history):
+            return
+        if not trial.params or set(trial.distributions) != set(trial.params):
+            return  # killed before its architecture was chosen: nothing to repeat
+        study.add_trial(
+            optuna.trial.create_trial(
+                state=TrialState.WAITING,
+                params=trial.params,
+                distributions=trial.distributions,
+                user_attrs={rec.ATTR_RETRY: trial.number},
+                system_attrs={
+                    "failed_trial": trial.system_attrs.get("failed_trial", trial.number),
+                    "retry_history": history,
+                },
+            )
+        )
+
+
+def fail_stale(study: optuna.Study) -> None:
+    """Fail and re-queue the trials whose Optuna heartbeat stopped (server storages only)."""
+    if optuna_heartbeat(study._storage) is not None:
+        with _no_experimental_warning():
+            optuna.storages.fail_stale_trials(study)
 
 
 def release(trial: optuna.Trial) -> None:
@@ -564,21 +690,27 @@ def recover_interrupted(
     *,
     pid: int | None = None,
     grace_s: float = GRACE_S,
+    owner: str | None = None,
 ) -> list[int]:
     """Mark trials left RUNNING by dead runs as FAIL (`interrupted`) and re-enqueue them.
 
     A trial is recovered when `owner_alive` says its owner is gone, or with `force` (every
     RUNNING trial: only when no other run can be using the study); `pid` limits it to the
-    trials of that process of this host (a worker that died). A trial that a live run
-    finishes meanwhile, or that another process recovers first, is left to them. Returns
-    the numbers of the recovered trials.
+    trials of that process of this host (a worker that died); `owner` (a `worker_id`, of any
+    host) to the trials of that worker, which the caller knows is dead (a lost Ray actor).
+    A trial that a live run finishes meanwhile, or that another process recovers first, is
+    left to them. Returns the numbers of the recovered trials.
     """
     now = time.time()
     host = socket.gethostname()
     recovered = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        owner = parse_worker(t.user_attrs.get(rec.ATTR_WORKER))
-        if pid is not None and (owner is None or owner[:2] != (host, pid)):
+        who = parse_worker(t.user_attrs.get(rec.ATTR_WORKER))
+        if pid is not None and (who is None or who[:2] != (host, pid)):
+            continue
+        if owner is not None:
+            if t.user_attrs.get(rec.ATTR_WORKER) == owner and _requeue(study, t):
+                recovered.append(t.number)
             continue
         if (force or owner_alive(t, now, grace_s) is False) and _requeue(study, t):
             recovered.append(t.number)

@@ -1,8 +1,11 @@
-"""Search spaces: NAS-Bench-201 cells, a macro chain of conv blocks, the training recipe."""
+"""Search spaces: NAS-Bench-201 cells, a macro chain of conv blocks, your own layer list,
+the training recipe."""
 
+from normnas.spaces._layer_model import Layer, LayerArch
 from normnas.spaces._macro_model import Block, MacroArch
 from normnas.spaces.base import Arch, SearchSpace
 from normnas.spaces.joint import JointSpace
+from normnas.spaces.layers import LayerSpace
 from normnas.spaces.macro import MacroSpace, StageSpec
 from normnas.spaces.nb201 import OPS, NB201Space
 from normnas.spaces.recipe import OPTIMIZERS, SCHEDULES, Recipe, RecipeSpace
@@ -14,6 +17,9 @@ __all__ = [
     "Arch",
     "Block",
     "JointSpace",
+    "Layer",
+    "LayerArch",
+    "LayerSpace",
     "MacroArch",
     "MacroSpace",
     "NB201Space",

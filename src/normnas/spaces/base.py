@@ -18,9 +18,12 @@ class SearchSpace(Protocol):
     """Encode, sample, mutate and build architectures.
 
     Parameters are plain named Optuna parameters so any Optuna sampler, the storage and the
-    dashboard see them. Every space suggests the *same fixed set* of parameters on every
-    trial (no conditional parameters): custom samplers can then propose a whole
-    architecture at once through `to_params`.
+    dashboard see them. The built-in cell and macro spaces suggest the *same fixed set* of
+    parameters on every trial: custom samplers can then propose a whole architecture at
+    once through `to_params`. A space with conditional parameters (LayerSpace: a layer left
+    out records no choices) suggests only the active ones; its `to_params` returns those,
+    its `from_params` ignores inactive names and refuses a missing active one, and
+    `distributions` lists every name any architecture may use.
     """
 
     name: str

@@ -58,9 +58,12 @@ class MacroSpace:
     placement (`conv_norm_act`, `conv_act_norm`, `norm_act_conv`), activation and residual
     (1x1 projection when shapes differ). Head: global average pooling, dropout, linear.
 
-    Optuna parameters (always the same set): `s{i}.depth`, `s{i}.b{j}.{field}` for every
-    block slot, and `head.dropout`. A skipped slot's parameters are ignored by `from_params`
-    and set to each field's first choice by `to_params`.
+    Optuna parameters: `s{i}.depth`, `s{i}.b{j}.{field}` for each block slot and
+    `head.dropout`. A trial records only the *active* ones (define-by-run): a slot beyond
+    its stage's depth is not asked, so importances, samplers and the dashboard never see
+    choices that did not matter. `distributions()` lists them all; `to_params` gives the
+    active ones, `full_params` every one (the first choice for a skipped slot), and
+    `from_params` ignores a skipped slot's parameters.
     """
 
     name = "macro"
@@ -159,10 +162,39 @@ class MacroSpace:
         return categorical_distributions(self._choices())
 
     def suggest(self, trial: optuna.Trial) -> MacroArch:
-        return self.from_params(suggest_all(trial, self._choices()))
+        """Ask the trial for each stage's depth, then only for the blocks that depth uses."""
+        choices = self._choices()
+        params: dict[str, Any] = {}
+        for i in range(len(self.stages)):
+            depth = params[f"s{i}.depth"] = trial.suggest_categorical(
+                f"s{i}.depth", choices[f"s{i}.depth"]
+            )
+            for j in range(depth):
+                params.update(suggest_all(trial, self._slot_choices(i, j)))
+        params["head.dropout"] = trial.suggest_categorical("head.dropout", self.dropout)
+        return self.from_params(params)
+
+    def _slot_choices(self, stage: int, slot: int) -> dict[str, tuple[Any, ...]]:
+        return {f"s{stage}.b{slot}.{f}": v for f, v in self._field_choices(stage).items()}
 
     def from_params(self, params: Mapping[str, Any]) -> MacroArch:
-        check_params(self.name, params, self._choices())
+        """The architecture of `params`; a skipped slot's parameters may be missing (and are
+        ignored), a missing active one or a value outside the choices is a ValueError."""
+        choices = self._choices()
+        depths = {
+            f"s{i}.depth": params[f"s{i}.depth"]
+            for i in range(len(self.stages))
+            if f"s{i}.depth" in params
+        }
+        check_params(self.name, depths, {k: choices[k] for k in depths})
+        # the names this architecture needs: its depths, its active slots and the head
+        active = {n: v for n, v in choices.items() if self._active(n, {**params, **depths})}
+        unknown = [name for name in params if name not in choices]
+        if unknown:
+            raise ValueError(
+                f"{self.name}: unknown parameter {unknown[0]!r}; expected some of {list(choices)}"
+            )
+        check_params(self.name, {n: params[n] for n in active if n in params}, active)
         stages = tuple(
             tuple(
                 Block(**{f: params[f"s{i}.b{j}.{f}"] for f in BLOCK_FIELDS})
@@ -173,6 +205,12 @@ class MacroSpace:
         return MacroArch(stages=stages, dropout=params["head.dropout"])
 
     def to_params(self, arch: MacroArch) -> dict[str, Any]:
+        """The active parameters of `arch`: what a trial of it records."""
+        full = self.full_params(arch)
+        return {name: value for name, value in full.items() if self._active(name, full)}
+
+    def full_params(self, arch: MacroArch) -> dict[str, Any]:
+        """Every parameter: the active ones of `arch`, the default block in skipped slots."""
         self.validate(arch)
         params: dict[str, Any] = {}
         for i, spec in enumerate(self.stages):
@@ -242,7 +280,7 @@ class MacroSpace:
 
     def _moves(self, arch: MacroArch, name: str) -> list[MacroArch]:
         """The archs that change only parameter `name` and compute something else."""
-        params = self.to_params(arch)
+        params = self.full_params(arch)
         if not self._active(name, params):
             return []
         seen = {self.canonical(arch)}
@@ -292,7 +330,8 @@ class MacroSpace:
         if name.count(".") < 2:  # s{i}.depth, head.dropout
             return True
         stage, slot, _ = name.split(".")
-        return int(slot[1:]) < params[f"{stage}.depth"]
+        depth = params.get(f"{stage}.depth")
+        return isinstance(depth, int) and int(slot[1:]) < depth
 
     # -- the network -------------------------------------------------------------------------
     @property

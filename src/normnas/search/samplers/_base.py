@@ -85,7 +85,9 @@ class ArchSampler(BaseSampler):
         if ours:
             self._own(study)
             proposal = self.space.to_params(self.propose(study, trial, self.rng(trial.number)))
-            params = {n: proposal[n] for n in ours}
+            # a space with conditional parameters (LayerSpace) gives only the active ones:
+            # the trial never asks for the others, so whatever the fallback draws is unused
+            params = {n: proposal[n] for n in ours if n in proposal}
         for name, dist in search_space.items():
             if name not in params:  # not a parameter of this architecture space
                 params[name] = self._fallback.sample_independent(study, trial, name, dist)
@@ -124,11 +126,17 @@ class ArchSampler(BaseSampler):
         return [s for s in seen if s is not None and s.number != skip]
 
     def arch_of(self, params: Mapping[str, Any]) -> Arch | None:
-        """The architecture in `params` (extra names ignored), or None if it is not one."""
-        if not all(name in params for name in self._dists):
+        """The architecture in `params` (extra names ignored), or None if it is not one.
+
+        Which names must be there is the space's to say: `from_params` refuses a missing
+        one (every name for fixed-parameter spaces, the active ones for LayerSpace), so a
+        trial whose params are still being written is no architecture.
+        """
+        known = {name: params[name] for name in self._dists if name in params}
+        if not known:
             return None
         try:
-            return self.space.from_params({name: params[name] for name in self._dists})
+            return self.space.from_params(known)
         except (ValueError, KeyError, TypeError):  # values outside the choices
             return None
 

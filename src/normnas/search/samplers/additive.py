@@ -54,7 +54,8 @@ class _Encoder:
     def encode(self, params: dict[str, object]) -> np.ndarray:
         x = np.zeros(self.width)
         for k, (name, values) in enumerate(zip(self.names, self.choices, strict=True)):
-            x[self.offsets[k] + values.index(params[name])] = 1.0
+            if name in params:  # an inactive parameter (LayerSpace) encodes as all zeros
+                x[self.offsets[k] + values.index(params[name])] = 1.0
         return x
 
     @property

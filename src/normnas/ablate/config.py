@@ -1,0 +1,105 @@
+"""The configuration of `normnas ablate`: a YAML file and flags, validated into one model.
+
+YAML keys (all optional) are the flags' names: `data`, `data_root`, `arch`, `factors` (a
+list of names, or a mapping name → levels, null for the default levels), `levels`
+(name → levels), `baseline` (name → level), `seeds`, `epochs`, `time`, `workers`,
+`executor`, `design`, `study`, `storage`, `device`, `report`, and `train` (TrainConfig
+fields of the base recipe, e.g. `{lr: 0.1, optimizer: sgd}`). Flags override the file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from normnas.ablate.design import DESIGN_KINDS
+from normnas.ablate.factors import Factor, parse_factors
+from normnas.errors import ConfigError
+
+DEFAULT_FACTORS = ("norm", "batch_size")
+# the base recipe: what every cell trains with unless one of its factors sets it
+BASE_TRAIN: dict[str, Any] = {
+    "batch_size": 32, "lr": 0.05, "weight_decay": 5e-4, "schedule": "cosine",
+    "optimizer": "sgd",
+}  # fmt: skip
+
+
+class AblateConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    data: str = "digits"
+    data_root: str | None = None
+    arch: str = "macro-default"
+    factors: list[str] | dict[str, list[Any] | None] = Field(
+        default_factory=lambda: list(DEFAULT_FACTORS)
+    )
+    levels: dict[str, list[Any]] = Field(default_factory=dict)
+    baseline: dict[str, Any] = Field(default_factory=dict)
+    seeds: int = Field(3, ge=1, le=100)
+    epochs: int = Field(5, ge=1)
+    time: float | None = None
+    workers: int = Field(1, ge=1)
+    executor: Literal["local", "ray"] = "local"
+    design: Literal[DESIGN_KINDS] = "auto"  # type: ignore[valid-type]
+    study: str | None = None
+    storage: str | None = None
+    device: str = "cpu"
+    report: str | None = None
+    train: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("time", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> float | None:
+        from normnas.config import parse_duration
+
+        return None if value is None else parse_duration(value)
+
+    def factor_list(self) -> tuple[Factor, ...]:
+        """The chosen factors with their levels and baselines (ConfigError when bad)."""
+        if isinstance(self.factors, dict):
+            names = list(self.factors)
+            levels = {k: v for k, v in self.factors.items() if v is not None}
+        else:
+            names = [n.strip() for n in self.factors if n.strip()]
+            levels = {}
+        levels.update(self.levels)
+        return parse_factors(names, levels, self.baseline)
+
+    def base_train(self) -> dict[str, Any]:
+        bad = [k for k in self.train if k in ("epochs", "seed", "device")]
+        if bad:
+            raise ConfigError(f"train.{bad[0]}: set it with --{bad[0]}, not in train")
+        return {**BASE_TRAIN, **self.train, "epochs": self.epochs, "device": self.device}
+
+
+def load_ablate_config(path: Path | None, overrides: Mapping[str, Any]) -> AblateConfig:
+    """The YAML file (yaml.safe_load) with the flags that were given on top."""
+    import yaml
+
+    data: dict[str, Any] = {}
+    source = None
+    if path is not None:
+        source = str(path)
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as err:
+            raise ConfigError(f"--config {path}: cannot read it ({err.strerror})") from None
+        try:
+            loaded = yaml.safe_load(text)
+        except yaml.YAMLError as err:
+            raise ConfigError(f"--config {path}: not valid YAML ({err})".splitlines()[0]) from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"--config {path}: expected a mapping of keys, got a list or value")
+        data = dict(loaded or {})
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        cfg = AblateConfig.model_validate(data)
+    except ValidationError as exc:
+        from normnas.config import format_error
+
+        raise ConfigError(format_error(exc, AblateConfig, source=source)) from None
+    cfg.factor_list()  # bad factors or levels fail here, before any data is loaded
+    return cfg

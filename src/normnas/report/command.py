@@ -1,0 +1,52 @@
+"""`normnas report`: write a study's self-contained HTML report. Heavy imports are lazy."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from normnas.cli_errors import reported
+
+
+def report(
+    study: str = typer.Option(..., "--study", help="Study name."),
+    storage: str | None = typer.Option(None, help="Storage URL (default sqlite:///normnas.db)."),
+    out: Path | None = typer.Option(
+        None, "--out", help="HTML file to write (default NAME-report.html beside the storage)."
+    ),
+) -> None:
+    """Write a study's HTML report: trajectory, Pareto front, which choices matter, the best
+    model and its BN diagnostics (one file, works offline)."""
+    import optuna
+
+    from normnas.report.html_page import default_report_path, write_report
+    from normnas.search.study import default_storage, load_study, open_storage
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    url = storage or default_storage()
+    s = load_study(study, open_storage(url, write=False))
+    path = write_report(s, url, out if out is not None else default_report_path(study, url))
+    typer.echo(f"report  {path}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("report")(reported(report))
+
+
+def report_after_search(outcome: object) -> Path | None:
+    """What `normnas search` and `demo` do at the end: write the study's report beside its
+    storage and print its path. A report that cannot be written is a warning line, never a
+    failed search."""
+    from normnas.errors import one_line
+    from normnas.report.html_page import default_report_path, write_report
+
+    study = outcome.study  # type: ignore[attr-defined]
+    url = outcome.storage  # type: ignore[attr-defined]
+    try:
+        path = write_report(study, url, default_report_path(study.study_name, url))
+    except Exception as e:  # the search's results are safe in the storage either way
+        typer.echo(f"warning: the report was not written: {one_line(e)}", err=True)
+        return None
+    typer.echo(f"report  {path}")
+    return path
