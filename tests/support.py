@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import subprocess
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner, Result
@@ -56,3 +59,21 @@ def read_only(path: Path) -> Iterator[None]:
         if immutable:
             subprocess.run(["chattr", "-i", str(path)], check=True)
         path.chmod(mode)
+
+
+def wait_for(what: Callable[[], Any], proc: subprocess.Popen[str], timeout: float = 120) -> Any:
+    """Poll `what()` until it is truthy; fail with the command's stderr if it ends first
+    (on a timeout, kill it: its whole group where it leads one, so its workers too)."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        got = what()
+        if got:
+            return got
+        if proc.poll() is not None:
+            raise AssertionError(f"the command ended first: {proc.communicate()[1][-3000:]}")
+        time.sleep(0.1)
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:  # not a group leader
+        proc.kill()
+    raise AssertionError(f"timed out: {proc.communicate()[1][-3000:]}")

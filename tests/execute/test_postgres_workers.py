@@ -12,8 +12,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -51,19 +49,6 @@ def _start(cwd: Path, url: str, *extra: str, env: dict[str, str] | None = None) 
     )
 
 
-def _wait_for(what: Callable[[], Any], proc: Any, timeout: float = 120) -> Any:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        got = what()
-        if got:
-            return got
-        if proc.poll() is not None:
-            raise AssertionError(f"the command ended first: {proc.communicate()[1][-3000:]}")
-        time.sleep(0.1)
-    os.killpg(proc.pid, signal.SIGKILL)
-    raise AssertionError(f"timed out: {proc.communicate()[1][-3000:]}")
-
-
 def _finish(proc: Any, timeout: float = 180) -> str:
     out, err = proc.communicate(timeout=timeout)
     assert proc.returncode == 0, err[-3000:]
@@ -93,7 +78,7 @@ def test_three_workers_meet_the_budget_and_status_names_each_trials_worker(
     tiny: Path, postgres_url: str
 ) -> None:
     proc = _start(tiny, postgres_url, "--workers", "3", "--trials", "6")
-    _wait_for(lambda: _study_made(postgres_url), proc)
+    support.wait_for(lambda: _study_made(postgres_url), proc)
     # `normnas status` while the workers run: each running trial with its worker
     shown: dict[int, int] = {}
 
@@ -104,7 +89,7 @@ def test_three_workers_meet_the_budget_and_status_names_each_trials_worker(
             shown[int(number)] = int(pid)
         return len(shown) >= 1
 
-    _wait_for(status_lists_running, proc)
+    support.wait_for(status_lists_running, proc)
     _finish(proc)
 
     trials = _trials(postgres_url)
@@ -142,8 +127,8 @@ def test_a_killed_workers_trial_is_requeued_by_the_heartbeat_and_run_by_another(
                 None,
             )
 
-        victim = _wait_for(doomed_trial, doomed)
-        _wait_for(lambda: any(_owner_pid(t) == survivor.pid for t in _trials(postgres_url)),
+        victim = support.wait_for(doomed_trial, doomed)
+        support.wait_for(lambda: any(_owner_pid(t) == survivor.pid for t in _trials(postgres_url)),
                   survivor)  # fmt: skip
         os.killpg(doomed.pid, signal.SIGKILL)
         doomed.wait(30)

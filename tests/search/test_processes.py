@@ -15,7 +15,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -79,20 +78,6 @@ def _start(cwd: Path, args: list[str]) -> subprocess.Popen[str]:
         text=True,
         start_new_session=True,
     )
-
-
-def _wait_for(what: Callable[[], Any], proc: subprocess.Popen[str], timeout: float = 90) -> Any:
-    """Poll `what()` until it is truthy; fail with the command's stderr if it ends first."""
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        got = what()
-        if got:
-            return got
-        if proc.poll() is not None:
-            raise AssertionError(f"the command ended first: {proc.communicate()[1][-3000:]}")
-        time.sleep(0.2)
-    proc.kill()
-    raise AssertionError(f"timed out: {proc.communicate()[1][-3000:]}")
 
 
 def _trials(study: optuna.Study) -> list[FrozenTrial]:
@@ -193,7 +178,7 @@ def test_a_stopped_search_marks_its_trial_and_prints_how_to_resume(tiny: Path, h
     study = _new_study(url)
     args = _search_args(url, "--trials", "50")
     proc = _start(tiny, args)
-    _wait_for(lambda: _running(study), proc)
+    support.wait_for(lambda: _running(study), proc)
     if how == "SIGINT":
         os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C in a terminal
     else:
@@ -213,7 +198,7 @@ def test_ctrl_c_with_workers_stops_them_all_quietly(tiny: Path, target: str) -> 
     study = _new_study(url)
     args = _search_args(url, "--trials", "60", "--workers", "2")
     proc = _start(tiny, args)
-    workers = _wait_for(lambda: len(_running(study)) == 2 and _workers(proc.pid), proc)
+    workers = support.wait_for(lambda: len(_running(study)) == 2 and _workers(proc.pid), proc)
     assert len(workers) == 2
     if target == "process group":
         os.killpg(proc.pid, signal.SIGINT)
@@ -241,7 +226,7 @@ def test_killing_the_parent_ends_its_workers_and_a_rerun_resumes(tiny: Path) -> 
         ok = len(done) >= 2 and len(_running(study)) == 2
         return _workers(proc.pid) if ok else set()
 
-    workers = _wait_for(two_running_after_two_done, proc)
+    workers = support.wait_for(two_running_after_two_done, proc)
     os.kill(proc.pid, signal.SIGKILL)
     proc.communicate()
     end = time.monotonic() + 10
@@ -289,7 +274,7 @@ def test_a_killed_worker_is_replaced_and_its_trial_requeued(tiny: Path) -> None:
             return min(workers)  # a version that does not record owners
         return None
 
-    victim = _wait_for(a_worker_running_a_trial_after_the_first_two, proc)
+    victim = support.wait_for(a_worker_running_a_trial_after_the_first_two, proc)
     os.kill(victim, signal.SIGKILL)
     out, err = proc.communicate(timeout=150)
     assert proc.returncode == 0, err[-3000:]
@@ -317,7 +302,7 @@ def test_two_searches_on_one_study_at_once_both_reach_the_budget(tiny: Path) -> 
     study = _new_study(url)
     args = _search_args(url, "--trials", "16")  # long enough for the two to overlap
     first = _start(tiny, args)
-    _wait_for(lambda: _running(study), first)  # the second starts beside a live trial
+    support.wait_for(lambda: _running(study), first)  # the second starts beside a live trial
     second = _start(tiny, args)
     for proc in (first, second):
         _, err = proc.communicate(timeout=150)

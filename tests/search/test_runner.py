@@ -176,3 +176,33 @@ def test_train_evaluator_records_macs_and_flops() -> None:
     # pooling counts (7,741,440 ops beyond the stem/reduction/classifier multiply-adds)
     assert r.status == "infeasible" and r.macs == 7_783_040 and r.flops == 16_081_536
     assert ev.cost_metrics(("avg_pool_3x3",) * 6, ["macs"]) == {"macs": 7_783_040}
+
+
+class _TakenForDead(TableEvaluator):
+    """On its 3rd query, another run (simulated by the real recovery call) takes the
+    trial being evaluated for dead and re-queues it, as a late claim under load allows."""
+
+    def __init__(self, space: NB201Space, study: optuna.Study) -> None:
+        super().__init__(space)
+        self.study = study
+
+    def evaluate(self, arch, fidelity=None, report=None):
+        if self.calls == 2:
+            from normnas.search.study import recover_interrupted
+
+            assert len(recover_interrupted(self.study, force=True)) == 1
+        return super().evaluate(arch, fidelity, report)
+
+
+def test_a_trial_re_queued_under_a_live_run_is_run_once_by_its_copy(capsys):
+    space = NB201Space()
+    study = _study()
+    s = run_search(study, space, _TakenForDead(space, study), Budget(trials=5))
+    assert "re-queued by another run" in capsys.readouterr().err
+    trials = study.get_trials(deepcopy=False)
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    assert len(failed) == 1 and failed[0].number == 2  # the taken trial, told nothing twice
+    retry = [t for t in trials if t.user_attrs.get(rec.ATTR_RETRY) == 2]
+    assert len(retry) == 1 and retry[0].state == TrialState.COMPLETE
+    assert retry[0].params == failed[0].params  # the queued copy ran the same architecture
+    assert s.n_evaluated == 5 and s.stopped_by == "trials"

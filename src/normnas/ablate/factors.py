@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from normnas.errors import ConfigError
+from normnas.nn.norm import NORM_LABELS
 
 FACTOR_NAMES: tuple[str, ...] = (
     "norm", "placement", "batch_size", "schedule", "regularizer", "lr", "bn_momentum",
@@ -45,13 +46,6 @@ DEFAULTS: dict[str, tuple[tuple[Any, ...], Any]] = {
     "bn_momentum": ((0.01, 0.1, 0.5), 0.1),
 }
 
-NORM_LABELS = {
-    "batchnorm": "BatchNorm",
-    "groupnorm": "GroupNorm",
-    "instancenorm": "InstanceNorm",
-    "layernorm": "LayerNorm",
-    "none": "no norm",
-}
 FACTOR_LABELS = {
     "norm": "norm",
     "placement": "placement",

@@ -81,6 +81,14 @@ ALIASES: dict[str, str] = {
     "ln": "layernorm",
 }
 NORM_NAMES: tuple[str, ...] = tuple(_FACTORIES)
+# how reports and summaries name each norm to a reader
+NORM_LABELS: dict[str, str] = {
+    "batchnorm": "BatchNorm",
+    "groupnorm": "GroupNorm",
+    "instancenorm": "InstanceNorm",
+    "layernorm": "LayerNorm",
+    "none": "no norm",
+}
 
 
 def canonical_norm_name(name: str) -> str:

@@ -18,18 +18,12 @@ from typing import Any
 
 import numpy as np
 
+from normnas.nn.norm import NORM_LABELS
 from normnas.report.study_data import StudyData, TrialRow
 
 # the kinds the report answers about, in the order it asks them
 FOCUS_KINDS: tuple[str, ...] = ("norm", "placement", "schedule")
 _SLOT = re.compile(r"^(?:arch\.)?(s\d+)\.b(\d+)\.")
-NORM_LABELS = {
-    "batchnorm": "BatchNorm",
-    "groupnorm": "GroupNorm",
-    "instancenorm": "InstanceNorm",
-    "layernorm": "LayerNorm",
-    "none": "no norm",
-}
 
 
 def kind_of(name: str) -> str:

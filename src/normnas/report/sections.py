@@ -21,15 +21,8 @@ from normnas.report.svg import (
     legend,
     paired_bars,
 )
+from normnas.search.report import STOPPED
 
-STOPPED = {
-    "trials": "the trial budget",
-    "wall": "the time budget",
-    "cost": "the cost budget",
-    "exhausted": "exhausting the space",
-    "duplicates": "a long run of proposals with nothing new",
-    "infeasible": "nothing meeting the constraints",
-}
 OBJECTIVE_LABELS = {
     "accuracy": "valid accuracy",
     "params": "parameters",

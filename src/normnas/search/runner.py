@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import inspect
 import statistics
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -362,6 +363,16 @@ def run_search(
                                 first_error = f"#{trial.number} {status}: {result.error}"
                     if dup is None:
                         by_status[status] = by_status.get(status, 0) + 1
+            except optuna.exceptions.UpdateFinishedTrialError:
+                # another run took this trial for dead (its claim came late, e.g. a slow
+                # `ask` on a loaded machine) and re-queued it: the queued copy runs it, and
+                # this run's result is dropped rather than told twice
+                release(trial)
+                sys.stderr.write(
+                    f"note: trial #{trial.number} was re-queued by another run while this "
+                    "one held it; its queued copy will run it\n"
+                )
+                continue
             except BaseException:
                 _interrupt(study, trial)
                 raise
