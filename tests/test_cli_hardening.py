@@ -171,7 +171,7 @@ def test_time_budget_leaves_room_for_the_final_retrain(tiny):
 def test_progress_time_left_counts_down_between_trials():
     from rich.progress import Progress
 
-    from normnas.search.progress import _TimeLeft
+    from normnas.report.progress import _TimeLeft
 
     column = _TimeLeft(100.0)
     progress = Progress(column, auto_refresh=False)

@@ -85,8 +85,9 @@ def test_quiet_prints_the_best_and_where_things_are_only(tiny: Path) -> None:
 
 
 def test_plain_lines_per_trial_status_and_verbose_architecture() -> None:
-    from normnas.search.progress import PlainProgress
-    from normnas.search.runner import Budget, TrialEvent
+    from normnas.report.progress import PlainProgress
+    from normnas.search.events import TrialEvent
+    from normnas.search.runner import Budget
 
     out = io.StringIO()
     lines = PlainProgress(Budget(trials=4), ("accuracy", "params"), verbose=True, stream=out)

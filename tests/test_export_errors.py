@@ -21,7 +21,7 @@ import normnas
 from normnas.config import parse_config
 from normnas.errors import DataError, ExportError
 from normnas.search import final
-from normnas.search.session import build_parts
+from normnas.search.setup import build_parts
 from normnas.search.study import study_meta
 from normnas.spaces import MacroSpace
 

@@ -6,8 +6,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from normnas.config import parse_config, parse_duration
-from normnas.search.session import SearchOutcome
-from normnas.search.session import run as _run
+from normnas.session import SearchOutcome
+from normnas.session import run as _run
 
 
 def search(

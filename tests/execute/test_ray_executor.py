@@ -96,7 +96,7 @@ def _wait(what: Any, thread: threading.Thread, box: dict[str, Any], timeout: flo
 
 
 def test_ray_search_runs_every_trial_once(ray_cluster: Any, tmp_path: Path) -> None:
-    from normnas.search.session import run
+    from normnas.session import run
 
     outcome = run(_config(tmp_path, trials=4))
     study = _study(tmp_path)
@@ -120,7 +120,7 @@ def test_ray_search_runs_every_trial_once(ray_cluster: Any, tmp_path: Path) -> N
 def test_a_killed_actors_trial_is_requeued_and_the_budget_met(
     ray_cluster: Any, tmp_path: Path
 ) -> None:
-    from normnas.search.session import run
+    from normnas.session import run
 
     thread, box = _in_thread(lambda: run(_config(tmp_path, trials=5)))
     victim = _wait(lambda: next(iter(_running_with_params(tmp_path)), None), thread, box)
@@ -145,7 +145,7 @@ def test_a_killed_actors_trial_is_requeued_and_the_budget_met(
 def test_ctrl_c_stops_the_actors_and_requeues_their_trials(
     ray_cluster: Any, tmp_path: Path
 ) -> None:
-    from normnas.search.session import run
+    from normnas.session import run
 
     def interrupt_when_running() -> None:
         end = time.monotonic() + 240

@@ -206,3 +206,35 @@ def test_a_trial_re_queued_under_a_live_run_is_run_once_by_its_copy(capsys):
     assert len(retry) == 1 and retry[0].state == TrialState.COMPLETE
     assert retry[0].params == failed[0].params  # the queued copy ran the same architecture
     assert s.n_evaluated == 5 and s.stopped_by == "trials"
+
+
+class _Display:
+    """A progress display that remembers what it was shown (the runner draws nothing)."""
+
+    def __init__(self) -> None:
+        self.numbers: list[int] = []
+        self.closed = 0
+
+    def update(self, event) -> None:
+        self.numbers.append(event.number)
+
+    def close(self) -> None:
+        self.closed += 1
+
+
+def test_a_display_sees_every_trial_before_the_callback_and_is_closed_however_the_loop_ends():
+    space = NB201Space()
+    display, seen = _Display(), []
+    study = _study()
+    callback = lambda e: seen.append((e.number, list(display.numbers)))  # noqa: E731
+    s = run_search(study, space, TableEvaluator(space), Budget(trials=5), progress=display,
+                   callback=callback)  # fmt: skip
+    assert display.numbers == [t.number for t in study.trials] == [n for n, _ in seen]
+    assert all(shown[-1] == n for n, shown in seen)  # the display was shown it first
+    assert display.closed == 1 and s.n_evaluated == 5
+    # an error before the first trial (objectives that do not fit the study) closes it too
+    failing = _Display()
+    with pytest.raises(ValueError, match="directions"):
+        run_search(_study(), space, TableEvaluator(space), Budget(trials=1),
+                   ("accuracy", "params"), progress=failing)  # fmt: skip
+    assert failing.closed == 1 and failing.numbers == []

@@ -344,7 +344,7 @@ def test_layer_arch_values_are_hashable_and_compare_by_value() -> None:
 
 
 def test_the_leaderboard_names_each_layers_norm_and_placement() -> None:
-    from normnas.search.report import norm_choices
+    from normnas.report.leaderboard import norm_choices
 
     # conv gn (conv→act→norm), the repeated conv ln twice, the residual's conv bn
     assert norm_choices(SPACE, FULL) == "gn·can, ln·cna ×2, bn·cna"

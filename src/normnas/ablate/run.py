@@ -152,7 +152,7 @@ def recorded(study: optuna.Study, print_: dict[str, Any]) -> Design | None:
                 "pass --study NEW"
             )
         return None
-    from normnas.search.session import fingerprint_change
+    from normnas.search.setup import fingerprint_change
 
     changes = fingerprint_change(_plain(meta["fingerprint"]), _plain(print_))
     if changes:
@@ -217,7 +217,12 @@ def _run_inline(
 
     budget = Budget(trials=_n_keys(space), wall_s=wall)
     with stop_on_signals():  # SIGTERM as Ctrl-C: the running trial is marked interrupted
-        run_search(study, space, evaluator, budget, ("accuracy",), progress=progress)
+        display = None
+        if progress:
+            from normnas.report.progress import make_progress
+
+            display = make_progress(budget, ("accuracy",), True)
+        run_search(study, space, evaluator, budget, ("accuracy",), progress=display)
 
 
 # -- the whole command -----------------------------------------------------------------------
@@ -229,7 +234,7 @@ def run_ablation(
 ) -> AblationOutcome:
     """Open or resume the ablation study, run its missing cells, and compute its statistics."""
     from normnas.data import load
-    from normnas.search.session import check_device, check_image_size, resume_command
+    from normnas.search.setup import check_device, check_image_size, resume_command
     from normnas.train import TrainConfig
 
     t0 = time.monotonic() if started is None else started

@@ -64,7 +64,7 @@ class _Worker:
         import optuna
         import torch
 
-        from normnas.search.session import build_parts, make_study
+        from normnas.search.setup import build_parts, make_study
         from normnas.search.study import open_storage
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -307,7 +307,7 @@ def run_on_ray(cfg: RunConfig, url: str, budget: Budget, data: Any) -> WorkerRep
     """
     from normnas.errors import SearchInterrupted
     from normnas.search import records as rec
-    from normnas.search.session import resume_command
+    from normnas.search.setup import resume_command
     from normnas.search.study import load_study, open_storage
 
     ray = import_ray()

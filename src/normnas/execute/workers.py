@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from normnas.config import RunConfig
+from normnas.search.events import ProgressDisplay, StudyFollower
 from normnas.search.runner import Budget
 
 EXIT_INTERRUPTED = 130  # a worker stopped by SIGINT/SIGTERM (or its parent's death)
@@ -235,7 +236,7 @@ def _search(
     import torch
 
     from normnas.search.runner import run_search
-    from normnas.search.session import build_parts, make_study
+    from normnas.search.setup import build_parts, make_study
     from normnas.search.study import open_storage
 
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // cfg_data["workers"]))
@@ -377,16 +378,18 @@ def _counted_by(study: Any, pid: int) -> int:
 
 
 def run_workers(
-    cfg: RunConfig, url: str, budget: Budget, progress: bool | str = False
+    cfg: RunConfig, url: str, budget: Budget, display: ProgressDisplay | None = None
 ) -> WorkerReport:
     """Run `cfg.workers` processes on the study at `url` until the budget; see the module doc.
 
-    Raises `SearchInterrupted` (with the resume command) on Ctrl-C/SIGTERM, and the error of
-    a worker whose search raised; returns a `WorkerReport` of the workers that died.
+    `display` (see `normnas.report.progress.make_progress`) is shown the workers' finished
+    trials as they appear in the study, as a single process's run would show them. Raises
+    `SearchInterrupted` (with the resume command) on Ctrl-C/SIGTERM, and the error of a
+    worker whose search raised; returns a `WorkerReport` of the workers that died.
     """
     from normnas.errors import SearchInterrupted
     from normnas.search import records as rec
-    from normnas.search.session import resume_command
+    from normnas.search.setup import resume_command
     from normnas.search.study import load_study, open_storage
 
     study = load_study(cfg.study_name, open_storage(url))
@@ -398,10 +401,7 @@ def run_workers(
     pool = _Pool(cfg, url, deadline)
     report = WorkerReport()
     follower = None
-    if progress:  # the same display as one process: read from the shared study
-        from normnas.search.progress import StudyFollower, make_progress
-
-        display = make_progress(budget, tuple(cfg.objectives), progress)
+    if display is not None:  # the same display as one process: read from the shared study
         follower = StudyFollower(display, budget, n_before=done, study=study)
         follower.skip_existing(study)
     with stop_on_signals():

@@ -22,7 +22,6 @@ derivation (argmax, DARTS-PT) in `normnas.oneshot.gradient_select`.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -34,6 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from normnas.errors import ConfigError
+from normnas.oneshot.gradient_select import _accuracy_loss, derive_choice, select
 
 METHODS = ("darts", "gdas", "drnas")
 SELECTIONS = ("argmax", "pt")
@@ -271,38 +271,6 @@ def _fingerprint(relaxed: nn.Module, options: GradientOptions) -> dict[str, Any]
     }
 
 
-def _accuracy_loss(
-    relaxed: nn.Module, split: Any, weights: Sequence[torch.Tensor], batch_size: int,
-    device: torch.device, active: Sequence[int] | None = None, max_batches: int | None = None,
-) -> tuple[float, float]:  # fmt: skip
-    """(accuracy, mean loss) of the relaxed network with fixed weights on `split`."""
-    was = relaxed.training
-    relaxed.eval()
-    correct, total, loss_sum = 0, 0, 0.0
-    with torch.no_grad():
-        for b, (x, y) in enumerate(split.batches(max(batch_size, 256), device=device)):
-            if max_batches is not None and b >= max_batches:
-                break
-            out = relaxed(x, weights, active)
-            loss_sum += float(F.cross_entropy(out, y, reduction="sum"))
-            correct += int((out.argmax(1) == y).sum())
-            total += len(y)
-    relaxed.train(was)
-    return correct / max(total, 1), loss_sum / max(total, 1)
-
-
-def derive_choice(relaxed: Any, weights: Sequence[torch.Tensor], exclude_none: bool) -> list[int]:
-    """The argmax option of each decision (the zero op left out when `exclude_none`; a
-    macro norm named `none` is the identity, a real choice, and is never left out)."""
-    choice = []
-    for d, w in zip(relaxed.decisions, weights, strict=True):
-        w = w.detach().clone()
-        if exclude_none and d.zero is not None and len(d.options) > 1:
-            w[d.zero] = -math.inf
-        choice.append(int(w.argmax()))
-    return choice
-
-
 def search_gradient(
     relaxed: Any,
     data: Any,
@@ -319,7 +287,6 @@ def search_gradient(
     with other options or another network is refused. `max_time_s` stops after the epoch
     that crosses it (`selection["stopped"] == "time"`); the next run goes on from there.
     """
-    from normnas.oneshot.gradient_select import select
     from normnas.oneshot.training import load_checkpoint, save_checkpoint
 
     device = torch.device(options.device)

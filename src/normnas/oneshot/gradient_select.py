@@ -11,14 +11,49 @@ for `pt_tune_epochs` before the next decision.
 
 from __future__ import annotations
 
-from typing import Any
+import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from normnas.oneshot.gradient import GradientOptions, _accuracy_loss, derive_choice
+if TYPE_CHECKING:
+    from normnas.oneshot.gradient import GradientOptions
+
+
+def _accuracy_loss(
+    relaxed: nn.Module, split: Any, weights: Sequence[torch.Tensor], batch_size: int,
+    device: torch.device, active: Sequence[int] | None = None, max_batches: int | None = None,
+) -> tuple[float, float]:  # fmt: skip
+    """(accuracy, mean loss) of the relaxed network with fixed weights on `split`."""
+    was = relaxed.training
+    relaxed.eval()
+    correct, total, loss_sum = 0, 0, 0.0
+    with torch.no_grad():
+        for b, (x, y) in enumerate(split.batches(max(batch_size, 256), device=device)):
+            if max_batches is not None and b >= max_batches:
+                break
+            out = relaxed(x, weights, active)
+            loss_sum += float(F.cross_entropy(out, y, reduction="sum"))
+            correct += int((out.argmax(1) == y).sum())
+            total += len(y)
+    relaxed.train(was)
+    return correct / max(total, 1), loss_sum / max(total, 1)
+
+
+def derive_choice(relaxed: Any, weights: Sequence[torch.Tensor], exclude_none: bool) -> list[int]:
+    """The argmax option of each decision (the zero op left out when `exclude_none`; a
+    macro norm named `none` is the identity, a real choice, and is never left out)."""
+    choice = []
+    for d, w in zip(relaxed.decisions, weights, strict=True):
+        w = w.detach().clone()
+        if exclude_none and d.zero is not None and len(d.options) > 1:
+            w[d.zero] = -math.inf
+        choice.append(int(w.argmax()))
+    return choice
 
 
 def _fixed(weights: list[torch.Tensor], fixed: dict[int, int]) -> list[torch.Tensor]:

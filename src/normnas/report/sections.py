@@ -10,6 +10,7 @@ from typing import Any
 
 from normnas.report import analysis
 from normnas.report.arch_figures import arch_figure
+from normnas.report.leaderboard import STOPPED
 from normnas.report.study_data import FINAL_MODEL_ATTR, LAST_RUN_ATTR, StudyData, TrialRow
 from normnas.report.svg import (
     PALETTE,
@@ -21,7 +22,6 @@ from normnas.report.svg import (
     legend,
     paired_bars,
 )
-from normnas.search.report import STOPPED
 
 OBJECTIVE_LABELS = {
     "accuracy": "valid accuracy",

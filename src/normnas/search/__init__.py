@@ -17,14 +17,14 @@ _EXPORTS = {
     "Budget": "normnas.search.runner",
     "Constraints": "normnas.search.runner",
     "SearchSummary": "normnas.search.runner",
-    "TrialEvent": "normnas.search.runner",
+    "TrialEvent": "normnas.search.events",
     "run_search": "normnas.search.runner",
     "PRUNERS": "normnas.search.strategies",
     "STRATEGIES": "normnas.search.strategies",
     "make_pruner": "normnas.search.strategies",
     "make_sampler": "normnas.search.strategies",
     "TrainEvaluator": "normnas.search.evaluators",
-    "SearchOutcome": "normnas.search.session",
+    "SearchOutcome": "normnas.session",
 }
 
 __all__ = sorted(_EXPORTS)

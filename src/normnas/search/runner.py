@@ -39,6 +39,7 @@ from optuna.pruners import NopPruner
 from optuna.trial import FrozenTrial, TrialState
 
 from normnas.search import records as rec
+from normnas.search.events import ProgressDisplay, TrialEvent
 from normnas.search.result import Evaluator, ReportFn, TrialResult
 from normnas.search.study import claim, fail_stale, owner_alive, release
 from normnas.spaces.base import Arch, SearchSpace
@@ -79,21 +80,6 @@ class Constraints:
             if value is not None and value > limit:
                 return f"{name} {value:g} > max_{name} {limit:g}"
         return None
-
-
-@dataclass
-class TrialEvent:
-    """What the runner tells a progress callback after each trial."""
-
-    number: int
-    status: str
-    duplicate_of: int | None
-    values: tuple[float, ...] | None
-    n_evaluated: int  # counted toward the budget, study-wide
-    spent_cost_s: float
-    elapsed_s: float
-    budget: Budget
-    arch: str | None = None  # the trial's architecture string (None if it never got one)
 
 
 @dataclass
@@ -213,7 +199,7 @@ def run_search(
     constraints: Constraints | None = None,
     dedup: bool = True,
     pruner_fidelity: bool = False,
-    progress: bool | str = False,
+    progress: ProgressDisplay | None = None,
     *,
     count_existing: bool = True,
     record_worker: bool = True,
@@ -228,15 +214,31 @@ def run_search(
     `should_prune` (it is on automatically when the study has a pruner other than
     NopPruner and one objective). `count_existing=False` makes the budget count only this
     run's trials (used by parallel workers that each take a share). `callback` receives a
-    `TrialEvent` after each trial; `progress=True` shows a rich progress bar on a
-    terminal and one plain line per trial elsewhere ("lines", "verbose": always lines,
-    the second with each architecture; see `progress.make_progress`).
+    `TrialEvent` after each trial, and so does `progress` (a display such as
+    `normnas.report.progress.make_progress` makes: a bar or one line per trial), which is
+    closed when the loop ends; the loop itself draws nothing.
     `record_worker` writes each trial's owner (`worker`, `heartbeat`: see `study.claim`) as
     soon as it is asked for, so that a restart or a concurrent run can tell a dead run's
     RUNNING trial from a live one.
     `reserve_s()` is the wall time to keep free for after the search (see the module doc);
     `max_infeasible` bounds the proposals made while nothing feasible has been found.
     """
+    if progress is not None:  # a display is one more listener, closed however the loop ends
+        listeners = [progress.update] + ([callback] if callback is not None else [])
+
+        def notify(event: TrialEvent) -> None:
+            for listener in listeners:
+                listener(event)
+
+        try:
+            return run_search(
+                study, space, evaluator, budget, objectives, constraints, dedup,
+                pruner_fidelity, None, count_existing=count_existing,
+                record_worker=record_worker, callback=notify,
+                wait_poll_s=wait_poll_s, reserve_s=reserve_s, max_infeasible=max_infeasible,
+            )  # fmt: skip
+        finally:
+            progress.close()
     objs = _check_study(study, objectives)
     t0 = time.perf_counter()
     ledger = _Ledger()
@@ -256,7 +258,6 @@ def run_search(
     streak = 0  # proposals in a row that brought no new feasible architecture
     shared = False
     size = len(space) if hasattr(space, "__len__") else None  # type: ignore[arg-type]
-    bar = _progress_bar(budget, objs, progress) if progress else None
     stopped_by = ""
 
     own = {"counted": 0, "spent": 0.0}  # this run's own evaluations (workers' shares)
@@ -273,127 +274,117 @@ def run_search(
         reserve = reserve_s() if reserve_s is not None else 0.0
         return budget.wall_s - (time.perf_counter() - t0) - reserve
 
-    try:
-        while True:
-            if shared:  # other runs count toward a study-wide budget too
-                ledger.scan(study)
-            stopped_by = _stop_reason(study, budget, counted(), spent(), time.perf_counter() - t0)
-            left = time_left()
-            if not stopped_by and left is not None:
-                typical = statistics.median(durations) if durations else 0.0
-                if left <= 0 or left < typical:  # it could not finish: don't start it
-                    stopped_by = "wall"
-            if not stopped_by and streak >= max_streak:
-                stopped_by = "duplicates"
-            if (
-                not stopped_by
-                and counts["infeasible"] >= max_infeasible
-                and not _any_feasible(ledger)
-            ):
-                stopped_by = "infeasible"
-            if not stopped_by and dedup and size is not None and len(ledger.entries) >= size:
-                stopped_by = "exhausted"  # every architecture has a recorded result
-            if stopped_by:
-                break
-            # server storages: a dead worker's trial (its heartbeat stopped) is re-queued
-            # now, so that this ask (which takes queued trials first) runs it again
-            fail_stale(study)
-            trial = study.ask()
-            if trial.number != expected_next:
-                shared = True  # trials created elsewhere: another worker or an enqueue
-            expected_next = trial.number + 1
-            try:
-                if record_worker:
-                    claim(study, trial)  # first: a run beside this one sees it is not dead
-                arch = space.suggest(trial)
-                key = space.to_str(space.canonical(arch))
-                entry = ledger.entries.get(key) if dedup else None
-                if entry is None and dedup and shared:
-                    entry = _twin(study, space, ledger, key, trial, wait_poll_s)
-                if entry is not None:
-                    _tell_duplicate(study, trial, entry)
-                    counts["duplicates"] += 1
-                    streak += 1
-                    status, dup, values = entry.status, entry.number, entry.values
-                else:
-                    result = None
-                    if check is not None:
-                        names = check.metric_names()
-                        if "flops" in names:
-                            names = (*names, "macs")  # one counting pass gives both
-                        metrics = cost_metrics(arch, names)  # type: ignore[misc]
-                        why = check.violation(metrics)
-                        if why is not None:
-                            result = TrialResult(
-                                status="infeasible",
-                                error=why,
-                                params=metrics.get("params"),
-                                flops=metrics.get("flops"),
-                                macs=metrics.get("macs"),
-                                latency_ms=metrics.get("latency_ms"),
-                            )
-                            reason = why.split(" ", 1)[0]
-                            reasons[reason] = reasons.get(reason, 0) + 1
-                    if result is None:
-                        report = _report_fn(trial) if use_report else None
-                        limit = time_left() if timed else None
-                        result = _safe_evaluate(
-                            evaluator, arch, report, None if limit is None else max(limit, 0.1)
+    while True:
+        if shared:  # other runs count toward a study-wide budget too
+            ledger.scan(study)
+        stopped_by = _stop_reason(study, budget, counted(), spent(), time.perf_counter() - t0)
+        left = time_left()
+        if not stopped_by and left is not None:
+            typical = statistics.median(durations) if durations else 0.0
+            if left <= 0 or left < typical:  # it could not finish: don't start it
+                stopped_by = "wall"
+        if not stopped_by and streak >= max_streak:
+            stopped_by = "duplicates"
+        if not stopped_by and counts["infeasible"] >= max_infeasible and not _any_feasible(ledger):
+            stopped_by = "infeasible"
+        if not stopped_by and dedup and size is not None and len(ledger.entries) >= size:
+            stopped_by = "exhausted"  # every architecture has a recorded result
+        if stopped_by:
+            break
+        # server storages: a dead worker's trial (its heartbeat stopped) is re-queued
+        # now, so that this ask (which takes queued trials first) runs it again
+        fail_stale(study)
+        trial = study.ask()
+        if trial.number != expected_next:
+            shared = True  # trials created elsewhere: another worker or an enqueue
+        expected_next = trial.number + 1
+        try:
+            if record_worker:
+                claim(study, trial)  # first: a run beside this one sees it is not dead
+            arch = space.suggest(trial)
+            key = space.to_str(space.canonical(arch))
+            entry = ledger.entries.get(key) if dedup else None
+            if entry is None and dedup and shared:
+                entry = _twin(study, space, ledger, key, trial, wait_poll_s)
+            if entry is not None:
+                _tell_duplicate(study, trial, entry)
+                counts["duplicates"] += 1
+                streak += 1
+                status, dup, values = entry.status, entry.number, entry.values
+            else:
+                result = None
+                if check is not None:
+                    names = check.metric_names()
+                    if "flops" in names:
+                        names = (*names, "macs")  # one counting pass gives both
+                    metrics = cost_metrics(arch, names)  # type: ignore[misc]
+                    why = check.violation(metrics)
+                    if why is not None:
+                        result = TrialResult(
+                            status="infeasible",
+                            error=why,
+                            params=metrics.get("params"),
+                            flops=metrics.get("flops"),
+                            macs=metrics.get("macs"),
+                            latency_ms=metrics.get("latency_ms"),
                         )
-                        durations.append(float(result.cost_s))
-                        streak = 0
-                    status, dup, values = _record(
-                        study, trial, space.to_str(arch), key, result, objs, ledger, shared
+                        reason = why.split(" ", 1)[0]
+                        reasons[reason] = reasons.get(reason, 0) + 1
+                if result is None:
+                    report = _report_fn(trial) if use_report else None
+                    limit = time_left() if timed else None
+                    result = _safe_evaluate(
+                        evaluator, arch, report, None if limit is None else max(limit, 0.1)
                     )
-                    if result.status in rec.COUNTED:
-                        own["spent"] += float(result.cost_s)
-                        own["counted"] += dup is None
-                    if dup is not None:
-                        counts["duplicates"] += 1
-                    elif status == "infeasible":
-                        counts["infeasible"] += 1
-                        streak += 1
-                    else:
-                        counts["evaluated"] += 1
-                        if status == "pruned":
-                            counts["pruned"] += 1
-                        elif status != "ok":
-                            counts["failed"] += 1
-                            if first_error is None and result.error:
-                                first_error = f"#{trial.number} {status}: {result.error}"
-                    if dup is None:
-                        by_status[status] = by_status.get(status, 0) + 1
-            except optuna.exceptions.UpdateFinishedTrialError:
-                # another run took this trial for dead (its claim came late, e.g. a slow
-                # `ask` on a loaded machine) and re-queued it: the queued copy runs it, and
-                # this run's result is dropped rather than told twice
-                release(trial)
-                sys.stderr.write(
-                    f"note: trial #{trial.number} was re-queued by another run while this "
-                    "one held it; its queued copy will run it\n"
+                    durations.append(float(result.cost_s))
+                    streak = 0
+                status, dup, values = _record(
+                    study, trial, space.to_str(arch), key, result, objs, ledger, shared
                 )
-                continue
-            except BaseException:
-                _interrupt(study, trial)
-                raise
-            event = TrialEvent(
-                trial.number,
-                status,
-                dup,
-                values,
-                counted(),
-                spent(),
-                time.perf_counter() - t0,
-                budget,
-                arch=space.to_str(arch),
+                if result.status in rec.COUNTED:
+                    own["spent"] += float(result.cost_s)
+                    own["counted"] += dup is None
+                if dup is not None:
+                    counts["duplicates"] += 1
+                elif status == "infeasible":
+                    counts["infeasible"] += 1
+                    streak += 1
+                else:
+                    counts["evaluated"] += 1
+                    if status == "pruned":
+                        counts["pruned"] += 1
+                    elif status != "ok":
+                        counts["failed"] += 1
+                        if first_error is None and result.error:
+                            first_error = f"#{trial.number} {status}: {result.error}"
+                if dup is None:
+                    by_status[status] = by_status.get(status, 0) + 1
+        except optuna.exceptions.UpdateFinishedTrialError:
+            # another run took this trial for dead (its claim came late, e.g. a slow
+            # `ask` on a loaded machine) and re-queued it: the queued copy runs it, and
+            # this run's result is dropped rather than told twice
+            release(trial)
+            sys.stderr.write(
+                f"note: trial #{trial.number} was re-queued by another run while this "
+                "one held it; its queued copy will run it\n"
             )
-            if bar is not None:
-                bar.update(event)
-            if callback is not None:
-                callback(event)
-    finally:
-        if bar is not None:
-            bar.close()
+            continue
+        except BaseException:
+            _interrupt(study, trial)
+            raise
+        event = TrialEvent(
+            trial.number,
+            status,
+            dup,
+            values,
+            counted(),
+            spent(),
+            time.perf_counter() - t0,
+            budget,
+            arch=space.to_str(arch),
+        )
+        if callback is not None:
+            callback(event)
     return SearchSummary(
         study_name=study.study_name,
         objectives=objs,
@@ -540,9 +531,3 @@ def _interrupt(study: optuna.Study, trial: optuna.Trial) -> None:
             study.enqueue_trial(params, user_attrs={rec.ATTR_RETRY: trial.number})
     except Exception:  # the storage itself may be what failed; never mask the original error
         pass
-
-
-def _progress_bar(budget: Budget, objs: tuple[str, ...], mode: bool | str) -> Any:
-    from normnas.search.progress import make_progress
-
-    return make_progress(budget, objs, mode)

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import typer
 
-from normnas.cli_errors import fail as _fail
-from normnas.cli_errors import reported
+from normnas.cli.errors import fail as _fail
+from normnas.cli.errors import reported
 
 DEMO_SPACE = {
     "stages": [
@@ -209,36 +208,37 @@ def run_and_report(
     from normnas.config import load_config
 
     cfg = load_config(config, overrides)
-    from normnas.search.session import run
+    from normnas.session import run
 
     mode: bool | str = False if quiet or not progress else ("verbose" if verbose else True)
     outcome = run(cfg, progress=mode, started=start)  # type: ignore[arg-type]
-    from normnas.search.report import print_outcome
+    from normnas.report.leaderboard import print_outcome, print_quiet
 
     if quiet:
-        _print_quiet(outcome)
+        print_quiet(outcome)
     else:
         print_outcome(outcome, cfg)
-    from normnas.report.command import report_after_search
-
     report_after_search(outcome)
     if outcome.failure is not None:
         raise outcome.failure
 
 
-def _print_quiet(outcome: Any) -> None:
-    """`--quiet`: the best trial, its test accuracy, where the study and model are."""
-    if outcome.best is not None:
-        acc = outcome.best.result.get("accuracy")
-        line = f"best #{outcome.best.number}" + (
-            f": valid accuracy {100 * acc:.2f}%" if acc is not None else ""
-        )
-        if outcome.test_accuracy is not None:
-            line += f", test accuracy {100 * outcome.test_accuracy:.2f}%"
-        typer.echo(line)
-    typer.echo(f"study   {outcome.study.study_name} in {outcome.storage}")
-    if outcome.model_path is not None:
-        typer.echo(f"model   {outcome.model_path}")
+def report_after_search(outcome: object) -> Path | None:
+    """What `normnas search` and `demo` do at the end: write the study's report beside its
+    storage and print its path. A report that cannot be written is a warning line, never a
+    failed search."""
+    from normnas.errors import one_line
+    from normnas.report.html_page import default_report_path, write_report
+
+    study = outcome.study  # type: ignore[attr-defined]
+    url = outcome.storage  # type: ignore[attr-defined]
+    try:
+        path = write_report(study, url, default_report_path(study.study_name, url))
+    except Exception as e:  # the search's results are safe in the storage either way
+        typer.echo(f"warning: the report was not written: {one_line(e)}", err=True)
+        return None
+    typer.echo(f"report  {path}")
+    return path
 
 
 def demo(
@@ -281,7 +281,7 @@ def status(
     storage: str | None = typer.Option(None, help="Storage URL (default sqlite:///normnas.db)."),
 ) -> None:
     """Trials of a study by state and status, and the best so far."""
-    from normnas.search.report import print_status
+    from normnas.report.status import print_status
     from normnas.search.study import owner_check
 
     s, url = _open(study, storage)
@@ -294,37 +294,17 @@ def best(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """The best trial (or the Pareto front) of a study."""
+    from normnas.report.leaderboard import best_json, print_best
     from normnas.search import records as rec
-    from normnas.search.report import print_best
 
     s, _ = _open(study, storage)
     front = rec.best_records(s)
     if not front:
         _fail(f"study {study!r} has no completed trial yet", code=1)
     if as_json:
-        out = [
-            {
-                "number": r.number,
-                "arch": r.arch,
-                "values": dict(
-                    zip(s.metric_names or _objective_names(s), r.values or (), strict=False)
-                ),
-                "params": r.params,
-                "result": r.result,
-            }
-            for r in front
-        ]
-        typer.echo(json.dumps(out[0] if len(out) == 1 else out, indent=2, default=str))
+        typer.echo(best_json(s, front))
     else:
         print_best(s, front)
-
-
-def _objective_names(study: Any) -> list[str]:
-    from normnas.search.study import study_meta
-
-    return list(study_meta(study).get("config", {}).get("objectives", [])) or [
-        f"value{i}" for i in range(len(study.directions))
-    ]
 
 
 def export(
@@ -352,12 +332,11 @@ def export(
     if fmt not in FORMATS:
         _fail(f"--format: unknown format {fmt!r}; valid: {', '.join(FORMATS)}")
     from normnas.search import final
-    from normnas.search.report import ensure_final_model
 
     out = final.prepare_out(out)  # an unwritable --out fails before a long retrain
     check_format(fmt, out)  # and so does a missing extra
     s, url = _open(study, storage)
-    checkpoint = ensure_final_model(s, url, data=data, data_root=data_root)
+    checkpoint = final.ensure_final_model(s, url, data=data, data_root=data_root)
     done = export_model(checkpoint, out, fmt=fmt, fold_bn=fold_bn)
     typer.echo(f"wrote {done.path} ({done.note})")
 

@@ -1,10 +1,11 @@
-"""Terminal output of a search: leaderboard with norm choices, status, best."""
+"""The terminal's end of a search: the leaderboard with norm choices (80 columns), the
+outcome's summary lines, and `normnas best`."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 import optuna
@@ -12,6 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from normnas.report.status import counts, secs
 from normnas.search import records as rec
 from normnas.search.spaces import network_part
 from normnas.search.study import study_meta
@@ -178,27 +180,6 @@ def leaderboard(
     return table
 
 
-def trial_category(r: rec.TrialRecord, owner_alive: Any = None) -> str:
-    """The one word a trial is counted under: its status, 'duplicate', or its state.
-
-    `owner_alive(trial_number) -> bool | None` tells a RUNNING trial of a dead worker.
-    """
-    if r.duplicate_of is not None:
-        return "duplicate"
-    if r.status:
-        return r.status
-    if r.state == optuna.trial.TrialState.RUNNING:
-        if owner_alive is not None and owner_alive(r.number) is False:
-            return "running (owner gone)"
-        return "running"
-    return r.state.name.lower()
-
-
-def counts(study: optuna.Study, owner_alive: Any = None) -> dict[str, int]:
-    """Trials by category, each trial counted once."""
-    return dict(Counter(trial_category(r, owner_alive) for r in rec.records(study)))
-
-
 def print_outcome(outcome: Any, cfg: Any) -> None:
     from normnas.search.spaces import make_space
 
@@ -213,11 +194,11 @@ def print_outcome(outcome: Any, cfg: Any) -> None:
         if c.get(k):
             line += f", {c[k]} {k}"
     if s is not None:
-        line += f"; search {_secs(s.wall_s)}, stopped by {STOPPED.get(s.stopped_by, s.stopped_by)}"
+        line += f"; search {secs(s.wall_s)}, stopped by {STOPPED.get(s.stopped_by, s.stopped_by)}"
     if outcome.final_s is not None:
-        line += f"; final retrain {_secs(outcome.final_s)}"
+        line += f"; final retrain {secs(outcome.final_s)}"
     if outcome.wall_s is not None:
-        line += f"; whole command {_secs(outcome.wall_s)}"
+        line += f"; whole command {secs(outcome.wall_s)}"
     console.print(line)
     for note in outcome.notes:
         console.print(f"note: {escape(note)}")
@@ -233,57 +214,6 @@ def print_outcome(outcome: Any, cfg: Any) -> None:
         console.print(f"model   {outcome.model_path}")
 
 
-def _secs(seconds: float) -> str:
-    return f"{seconds:.1f}s" if seconds < 10 else f"{seconds:.0f}s"
-
-
-def print_status(study: optuna.Study, url: str, owner_alive: Any = None) -> None:
-    console = Console()
-    c = counts(study, owner_alive)
-    console.print(f"study {study.study_name} in {url}")
-    console.print(", ".join(f"{k}: {v}" for k, v in sorted(c.items())) or "no trials")
-    for line in running_lines(study, owner_alive):
-        console.print(escape(line))
-    front = rec.best_records(study)
-    if front:
-        names = study_meta(study).get("config", {}).get("objectives", [])
-        vals = ", ".join(f"{n}={v:.4g}" for n, v in zip(names, front[0].values or (), strict=False))
-        console.print(f"best #{front[0].number}: {vals}  {escape(front[0].arch or '?')}")
-    path = study.user_attrs.get("model_path")
-    if path:
-        console.print(f"model {path}")
-
-
-def running_lines(study: optuna.Study, owner_alive: Any = None) -> list[str]:
-    """One line per RUNNING trial: its worker ('host pid N') and its last heartbeat.
-
-    E.g. `running #12 on gpu-2 pid 4711, heartbeat 3s ago`; `(owner gone)` where
-    `owner_alive(number)` says its worker is dead (it is re-queued by the next run).
-    """
-    import time
-
-    from normnas.search.study import ATTR_HEARTBEAT, parse_worker
-
-    now = time.time()
-    out = []
-    running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
-    for t in sorted(running, key=lambda t: t.number):
-        owner = parse_worker(t.user_attrs.get(rec.ATTR_WORKER))
-        who = f"{owner[0]} pid {owner[1]}" if owner is not None else "no worker recorded"
-        beat = t.user_attrs.get(ATTR_HEARTBEAT)
-        since = beat if isinstance(beat, (int, float)) else None
-        if since is None and t.datetime_start is not None:
-            since = t.datetime_start.timestamp()
-        line = f"running #{t.number} on {who}"
-        if since is not None:
-            what = "heartbeat" if isinstance(beat, (int, float)) else "started"
-            line += f", {what} {_secs(max(0.0, now - since))} ago"
-        if owner_alive is not None and owner_alive(t.number) is False:
-            line += " (owner gone)"
-        out.append(line)
-    return out
-
-
 def print_best(study: optuna.Study, front: list[rec.TrialRecord]) -> None:
     console = Console()
     space = _space_of(study)
@@ -296,6 +226,42 @@ def print_best(study: optuna.Study, front: list[rec.TrialRecord]) -> None:
         )
 
 
+def print_quiet(outcome: Any) -> None:
+    """`--quiet`: the best trial, its test accuracy, where the study and model are."""
+    if outcome.best is not None:
+        acc = outcome.best.result.get("accuracy")
+        line = f"best #{outcome.best.number}" + (
+            f": valid accuracy {100 * acc:.2f}%" if acc is not None else ""
+        )
+        if outcome.test_accuracy is not None:
+            line += f", test accuracy {100 * outcome.test_accuracy:.2f}%"
+        print(line)
+    print(f"study   {outcome.study.study_name} in {outcome.storage}")
+    if outcome.model_path is not None:
+        print(f"model   {outcome.model_path}")
+
+
+def best_json(study: optuna.Study, front: list[rec.TrialRecord]) -> str:
+    """`normnas best --json`: the best trial (or the Pareto front), full architecture string,
+    values by objective name, parameters and recorded result."""
+    names = (
+        study.metric_names
+        or list(study_meta(study).get("config", {}).get("objectives", []))
+        or [f"value{i}" for i in range(len(study.directions))]
+    )
+    out = [
+        {
+            "number": r.number,
+            "arch": r.arch,
+            "values": dict(zip(names, r.values or (), strict=False)),
+            "params": r.params,
+            "result": r.result,
+        }
+        for r in front
+    ]
+    return json.dumps(out[0] if len(out) == 1 else out, indent=2, default=str)
+
+
 def _space_of(study: optuna.Study) -> Any:
     from normnas.config import parse_config
     from normnas.search.spaces import make_space
@@ -305,43 +271,3 @@ def _space_of(study: optuna.Study) -> Any:
         return None
     cfg = parse_config(config)
     return make_space(cfg.space.name, cfg.space.space_options(), cfg.space.recipe)
-
-
-def ensure_final_model(
-    study: optuna.Study, url: str, data: str | None = None, data_root: str | None = None
-) -> Path:
-    """The study's best-model checkpoint; retrained from the study's config if missing.
-
-    `data`/`data_root` replace the recorded data for that retrain (the data has moved).
-    """
-    from normnas.config import parse_config
-    from normnas.errors import DataError, SearchFailedError, StorageError
-    from normnas.search import final
-    from normnas.search.session import build_parts
-    from normnas.search.study import storage_dir, storage_errors
-
-    found = final.find_checkpoint(
-        study.study_name, study.user_attrs.get("model_path"), storage_dir(url)
-    )
-    if found is not None:
-        return found
-    front = rec.best_records(study)
-    if not front:
-        raise SearchFailedError(f"study {study.study_name!r} has no completed trial")
-    config = final.rebuild_config(study.study_name, study_meta(study), data, data_root)
-    try:
-        parts = build_parts(parse_config(config), judge=False)
-    except DataError as e:
-        raise final.data_error(study.study_name, config, e) from None
-    arch = parts.space.from_params(front[0].params)
-    fm = final.retrain(
-        parts.space, arch, parts.data, parts.train_config, study.study_name, front[0].number
-    )
-    out = final.save(fm, storage_dir(url) / f"{study.study_name}-best.pt")
-    try:  # a read-only storage: the checkpoint is found beside it next time anyway
-        with storage_errors(url):
-            study.set_user_attr("model_path", str(out))
-            study.set_user_attr("test_accuracy", fm.test_accuracy)
-    except StorageError:
-        pass
-    return out

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from normnas.cli_errors import reported
+from normnas.cli.errors import reported
 
 
 def report(
@@ -32,21 +32,3 @@ def report(
 
 def register(app: typer.Typer) -> None:
     app.command("report")(reported(report))
-
-
-def report_after_search(outcome: object) -> Path | None:
-    """What `normnas search` and `demo` do at the end: write the study's report beside its
-    storage and print its path. A report that cannot be written is a warning line, never a
-    failed search."""
-    from normnas.errors import one_line
-    from normnas.report.html_page import default_report_path, write_report
-
-    study = outcome.study  # type: ignore[attr-defined]
-    url = outcome.storage  # type: ignore[attr-defined]
-    try:
-        path = write_report(study, url, default_report_path(study.study_name, url))
-    except Exception as e:  # the search's results are safe in the storage either way
-        typer.echo(f"warning: the report was not written: {one_line(e)}", err=True)
-        return None
-    typer.echo(f"report  {path}")
-    return path

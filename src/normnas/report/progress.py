@@ -1,8 +1,8 @@
-"""A rich progress bar for the runner: trials done, best so far, time left."""
+"""How a search shows its progress: a rich bar on a terminal (trials done, best so far, time
+left), one plain line per finished trial elsewhere. Displays of `search.events.TrialEvent`."""
 
 from __future__ import annotations
 
-import contextlib
 import sys
 from typing import IO, TYPE_CHECKING, Any
 
@@ -12,7 +12,8 @@ from rich.text import Text
 from normnas.search.records import parse_objective
 
 if TYPE_CHECKING:
-    from normnas.search.runner import Budget, TrialEvent
+    from normnas.search.events import TrialEvent
+    from normnas.search.runner import Budget
 
 
 class _WallBar(BarColumn):
@@ -141,47 +142,3 @@ def make_progress(budget: Budget, objectives: tuple[str, ...], mode: bool | str)
     if mode == "lines" or not sys.stderr.isatty():
         return PlainProgress(budget, objectives)
     return RichProgress(budget, objectives)
-
-
-class StudyFollower:
-    """Progress of trials run elsewhere (worker processes): each `poll` reads the study's
-    newly finished trials and shows them as a single process's run would."""
-
-    def __init__(self, display: Any, budget: Budget, n_before: int = 0, study: Any = None) -> None:
-        import time
-
-        self.study = study
-        self.display = display
-        self.budget = budget
-        self.seen: set[int] = set()
-        self.n_evaluated = n_before
-        self.t0 = time.perf_counter()
-
-    def skip_existing(self, study: Any) -> None:
-        """Trials finished before the run are not this run's progress."""
-        self.seen |= {t.number for t in study.get_trials(deepcopy=False) if t.state.is_finished()}
-
-    def poll(self, study: Any) -> None:
-        import time
-
-        from normnas.search import records as rec
-        from normnas.search.runner import TrialEvent
-
-        fresh = [
-            r for r in rec.records(study) if r.state.is_finished() and r.number not in self.seen
-        ]
-        for r in fresh:
-            if r.status is None and r.duplicate_of is None:
-                continue  # its result attributes are not all written yet
-            self.seen.add(r.number)
-            self.n_evaluated += r.evaluated
-            event = TrialEvent(
-                r.number, str(r.status), r.duplicate_of, r.values, self.n_evaluated, 0.0,
-                time.perf_counter() - self.t0, self.budget, arch=r.arch,
-            )  # fmt: skip
-            self.display.update(event)
-
-    def poll_quietly(self) -> None:
-        """`poll(self.study)`; a storage hiccup costs a display update, never the run."""
-        with contextlib.suppress(Exception):
-            self.poll(self.study)

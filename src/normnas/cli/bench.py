@@ -8,7 +8,7 @@ from typing import NoReturn
 
 import typer
 
-from normnas.cli_errors import reported
+from normnas.cli.errors import reported
 
 bench_app = typer.Typer(
     help="Score strategies on tabular benchmarks (simulated time, seconds of real time).",

@@ -8,7 +8,7 @@ from typing import Any
 
 import typer
 
-from normnas.cli_errors import reported
+from normnas.cli.errors import reported
 
 
 def ablate(

@@ -1,11 +1,10 @@
-"""A whole search run from a RunConfig: study, search (inline or workers), final model.
+"""The parts of a search run made from a RunConfig, and the checks made before any trial.
 
-Checks made before any trial runs, each a one-line `UserError`: the device exists, the
-data's images are large enough for the space, and a study being resumed was made with
-the same space, data and training (its fingerprint; `force` records the change instead).
-`cfg.time` is the wall time of the whole run counted from `started` (loading data and the
-final retrain included): the search keeps back an estimate of the final retrain's time,
-and the final retrain is capped by what is left.
+Space, data, judge (evaluator) and study; each check is a one-line `UserError`: the device
+exists, the data's images are large enough for the space, and a study being resumed was
+made with the same space, data and training (its fingerprint; `force` records the change
+instead). The whole run (`normnas.session.run`) and the worker processes build on these;
+nothing here knows how trials are executed.
 """
 
 from __future__ import annotations
@@ -14,58 +13,32 @@ import dataclasses
 import shlex
 import sys
 import time
-import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import optuna
-from optuna.trial import TrialState
 
 from normnas.config import RunConfig
 from normnas.errors import (
     DeviceError,
     NothingFeasibleError,
     SearchFailedError,
-    SearchInterrupted,
     StudyMismatchError,
     UserError,
 )
 from normnas.search import records as rec
-from normnas.search.runner import Budget, Constraints, SearchSummary, run_search
+from normnas.search.runner import Constraints, SearchSummary
 from normnas.search.spaces import make_space, network_part, space_spec
 from normnas.search.strategies import make_pruner, make_sampler
 from normnas.search.study import (
     META_ATTR,
     default_storage,
-    open_storage,
     open_study,
-    recover_interrupted,
     storage_dir,
-    versions,
 )
 from normnas.spaces.base import SearchSpace
-
-
-@dataclasses.dataclass
-class SearchOutcome:
-    """What `normnas.search(...)` returns."""
-
-    study: optuna.Study
-    summary: SearchSummary | None
-    best: rec.TrialRecord | None  # best trial, or the Pareto point with the best first objective
-    front: list[rec.TrialRecord]  # [best] for one objective, the Pareto front for several
-    test_accuracy: float | None
-    model_path: Path | None
-    storage: str
-    recovered: list[int] = dataclasses.field(default_factory=list)
-    final_s: float | None = None  # wall time of the final retrain
-    final_status: str | None = None  # "ok", or "timeout" when --time cut it short
-    failure: UserError | None = None  # set when no trial succeeded (the command exits 1)
-    wall_s: float | None = None  # the whole run
-    notes: list[str] = dataclasses.field(default_factory=list)  # lines for the user
-    data: Any = None  # the DataBundle searched on
 
 
 @dataclasses.dataclass
@@ -151,38 +124,6 @@ def warm_up(cfg: RunConfig, parts: Parts, study: optuna.Study) -> str:
     return (
         f"proxy warm-up: {len(picks)} architectures scored by {', '.join(cfg.proxies)} in "
         f"{spent:.1f}s; the best {len(chosen)} start the search"
-    )
-
-
-def run_method(
-    cfg: RunConfig, parts: Parts, study: optuna.Study, url: str, budget: Budget, progress: bool
-) -> SearchSummary:
-    """A gradient method (`cfg.method`): train the relaxed supernet (checkpointed beside the
-    study, resumed after a kill), derive the architecture, and record it as the study's one
-    trial through the runner. With `--time` the supernet gets at most half of what is left:
-    the rest is for the trial and the final retrain."""
-    from normnas.oneshot.gradient_study import gradient_options, run_gradient
-
-    options = gradient_options(cfg, parts.train_config)
-    checkpoint = storage_dir(url) / f"{cfg.study_name}.{cfg.method}.pt"
-    max_time = None if budget.wall_s is None else budget.wall_s / 2
-    result, evaluator = run_gradient(
-        study, parts.space, parts.data, options, checkpoint, max_time_s=max_time,
-        echo=lambda line: print(line, file=sys.stderr, flush=True),
-        C=cfg.gradient.C, N=cfg.gradient.N,
-    )  # fmt: skip
-    finished = [t for t in study.get_trials(deepcopy=False) if t.state.is_finished()]
-    if not finished and not study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
-        study.enqueue_trial(parts.space.to_params(result.arch))
-    return run_search(
-        study,
-        parts.space,
-        evaluator,
-        Budget(trials=1),
-        cfg.objectives,
-        parts.constraints,
-        dedup=False,
-        progress=progress,
     )
 
 
@@ -392,185 +333,3 @@ def check_evaluate(cfg: RunConfig, evaluate: Any) -> None:
         raise ConfigError("evaluate: your function is the judge; it takes no evaluator= or method=")
     if cfg.workers > 1:
         raise ConfigError("evaluate: your function runs in this process; use workers=1")
-
-
-def run(
-    cfg: RunConfig,
-    space: SearchSpace | None = None,
-    data: Any = None,
-    progress: bool = False,
-    started: float | None = None,
-    evaluate: Any = None,
-) -> SearchOutcome:
-    """The whole run; `started` (time.monotonic()) is when the command began (for `time`).
-
-    `evaluate` (a function, see `normnas.search.custom`) replaces the config's judge.
-    """
-    t0 = time.monotonic() if started is None else started
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    check_device(cfg.device)
-    check_evaluate(cfg, evaluate)
-    if cfg.executor == "ray":
-        from normnas.execute.ray_executor import import_ray
-
-        import_ray()  # a missing extra fails before the data is loaded
-    # several processes share a journal file by default (Ray actors are processes too)
-    url = cfg.storage or default_storage(2 if cfg.executor == "ray" else cfg.workers)
-    storage = open_storage(url)
-    parts = build_parts(cfg, space, data, url, judge=False)
-    study = make_study(cfg, parts.space, storage)
-    print_ = fingerprint(cfg, parts.space)
-    if evaluate is not None:  # resuming with another function would mix incomparable values
-        from normnas.search.custom import FunctionEvaluator
-
-        parts.evaluator = FunctionEvaluator(
-            evaluate, parts.space, parts.data, cfg.objectives, seed=cfg.seed
-        )
-        print_["judge"] = {"evaluator": "function", "function": parts.evaluator.name}
-    changes = check_fingerprint(study, print_, cfg.force)
-    recovered = recover_interrupted(study)
-    meta = dict(study.user_attrs.get(META_ATTR) or {})
-    history = list(meta.get("changes", [])) + ([{"forced": changes}] if changes else [])
-    study.set_user_attr(
-        META_ATTR,
-        {
-            "config": cfg.model_dump(mode="json"),
-            "space": space_spec(parts.space),
-            "versions": versions(),
-            "fingerprint": print_,
-            "changes": history,
-            "command": resume_command(),
-        },
-    )
-    if not study.metric_names:
-        with warnings.catch_warnings():  # experimental in Optuna, but what the dashboard reads
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            study.set_metric_names(list(cfg.objectives))
-    wall = None if cfg.time is None else cfg.time - (time.monotonic() - t0)
-    if wall is not None and wall <= 0:
-        raise UserError(f"--time {cfg.time:g}s was used up before the search began (loading)")
-    budget = Budget(trials=cfg.trials, wall_s=wall)
-    summary: SearchSummary | None = None
-    notes = [f"changed since the study began (--force): {c}" for c in changes]
-    try:
-        # a supernet is trained here, after the checks (a killed training resumes), and in
-        # the parent only: workers load its finished checkpoint
-        if cfg.method is not None:
-            from normnas.execute.workers import stop_on_signals
-
-            with stop_on_signals():
-                summary = run_method(cfg, parts, study, url, budget, progress)
-        else:
-            if evaluate is None:
-                parts.evaluator = make_evaluator(cfg, parts, url)
-            if cfg.proxy_warmup and "proxy_warmup_s" not in study.user_attrs:
-                notes.append(warm_up(cfg, parts, study))
-            if cfg.time is not None:  # the supernet's training and the warm-up took their share
-                budget.wall_s = cfg.time - (time.monotonic() - t0)
-                if budget.wall_s <= 0:
-                    raise UserError(f"--time {cfg.time:g}s was used up before the search began")
-            if cfg.executor == "ray":
-                from normnas.execute.ray_executor import run_on_ray
-
-                if space is not None:
-                    raise UserError("--executor ray needs the space given by name")
-                report = run_on_ray(cfg, url, budget, parts.data)
-                notes += report.notes
-                recovered += report.recovered
-            elif cfg.workers > 1:
-                from normnas.execute.workers import run_workers
-
-                if space is not None or data is not None:
-                    raise UserError("--workers > 1 needs the space and data given by name")
-                report = run_workers(cfg, url, budget, progress=progress)
-                notes += list(getattr(report, "notes", []) or [])
-                recovered += list(getattr(report, "recovered", []) or [])
-            else:
-                from normnas.execute.workers import stop_on_signals
-
-                with stop_on_signals():  # SIGTERM as Ctrl-C; never cuts a storage write
-                    summary = run_search(
-                        study,
-                        parts.space,
-                        parts.evaluator,
-                        budget,
-                        cfg.objectives,
-                        parts.constraints,
-                        dedup=cfg.dedup,
-                        progress=progress,
-                        reserve_s=(lambda: final_reserve(study, parts.data)) if cfg.final else None,
-                    )
-    except KeyboardInterrupt:
-        raise SearchInterrupted(
-            "search stopped; the running trial was marked interrupted and will be re-run "
-            "on resume (finished trials are kept)",
-            resume=resume_command(),
-        ) from None
-    if summary is not None:  # what the report's summary says of this run
-        study.set_user_attr(
-            "last_run",
-            {
-                "stopped_by": summary.stopped_by,
-                "wall_s": summary.wall_s,
-                "n_evaluated": summary.n_evaluated,
-                "status_counts": summary.status_counts,
-            },
-        )
-    # a trial of a run killed just after creating it has no owner and is only taken for
-    # dead once UNOWNED_GRACE_S old: check again now that this run's search has ended
-    recovered += [n for n in recover_interrupted(study) if n not in recovered]
-    front = rec.best_records(study)
-    best = front[0] if front else None
-    failure = failure_of(study, summary)
-    test_acc, model_path, final_s, final_status = None, None, None, None
-    if cfg.final and best is not None:
-        from normnas.search import final
-
-        arch = parts.space.from_params(best.params)
-        tc = parts.train_config
-        if cfg.time is not None:
-            left = max(cfg.time - (time.monotonic() - t0), 1.0)
-            cap = tc.max_time_s
-            tc = dataclasses.replace(tc, max_time_s=left if cap is None else min(cap, left))
-        f0 = time.monotonic()
-        try:
-            fm = final.retrain(parts.space, arch, parts.data, tc, cfg.study_name, best.number)
-        except KeyboardInterrupt:
-            raise SearchInterrupted(
-                "final retrain stopped; the search's trials are all kept",
-                resume=resume_command(),
-            ) from None
-        final_s = time.monotonic() - f0
-        final_status = str(fm.checkpoint.get("final_status", "ok"))
-        model_path = final.save(fm, storage_dir(url) / f"{cfg.study_name}-best.pt")
-        test_acc = fm.test_accuracy
-        study.set_user_attr("model_path", str(model_path))
-        study.set_user_attr("test_accuracy", test_acc)
-        study.set_user_attr("final_s", final_s)
-        from normnas.search.final_diagnostics import record_final_model
-
-        try:  # BN diagnostics, costs and latency: a report needs only the storage then
-            record_final_model(study, model_path)
-        except Exception as e:  # a figure for the report, never a reason to fail the run
-            notes.append(f"final model diagnostics not recorded: {type(e).__name__}: {e}")
-        if final_status == "timeout":
-            notes.append(
-                f"the final retrain was cut by --time after {fm.checkpoint.get('epochs_run')} of "
-                f"{tc.epochs} epochs; its test accuracy is of that shorter training"
-            )
-    return SearchOutcome(
-        study,
-        summary,
-        best,
-        front,
-        test_acc,
-        model_path,
-        url,
-        recovered,
-        final_s=final_s,
-        final_status=final_status,
-        failure=failure,
-        wall_s=time.monotonic() - t0,
-        notes=notes,
-        data=parts.data,
-    )

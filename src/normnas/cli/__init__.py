@@ -1,4 +1,5 @@
-"""The `normnas` command. Sub-commands live beside what they drive and are registered here."""
+"""The `normnas` command: one module per command group (search, bench, report, ablate), each
+of which only parses its options and calls the package that does the work."""
 
 from __future__ import annotations
 
@@ -30,26 +31,16 @@ def _root(
     """normnas: search architectures, normalization and training recipes together."""
 
 
-from normnas.search.cli import register as _register_search  # noqa: E402  (light: typer only)
+from normnas.cli import ablate as _ablate  # noqa: E402  (typer only: heavy imports are lazy)
+from normnas.cli import bench as _bench  # noqa: E402
+from normnas.cli import report as _report  # noqa: E402
+from normnas.cli import search as _search  # noqa: E402
 
-_register_search(app)  # search, status, best, export, demo
-
-from normnas.bench.commands import register as _register_bench  # noqa: E402  (light: typer only)
-
-_register_bench(app)  # bench nb201
-
-from normnas.report.command import register as _register_report  # noqa: E402  (typer only)
-
-_register_report(app)  # report
-
-from normnas.ablate.cli import register as _register_ablate  # noqa: E402  (typer only)
-
-_register_ablate(app)  # ablate
+_search.register(app)  # search, status, best, export, demo
+_bench.register(app)  # bench nb201
+_report.register(app)  # report
+_ablate.register(app)  # ablate
 
 
 def main() -> None:
     app()
-
-
-if __name__ == "__main__":
-    main()

@@ -1,0 +1,5 @@
+"""`python -m normnas.cli`: the `normnas` command."""
+
+from normnas.cli import main
+
+main()
