@@ -50,12 +50,18 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "cifar10" / "train-10k.npz"
 
 PROTOCOLS: dict[str, dict[str, Any]] = {
-    # 2 CPU cores (one process per seed, 1 thread each), all runs (3 methods + DARTS-PT, 3
-    # seeds) in about two hours: 16x16 images (2x2 mean-pooled), a search network of 1 cell
-    # per stage with 8 channels, 5k + 5k images, NB201's 50 search epochs and batch 64
+    # 2 CPU cores, one process per chain of runs, 1 thread each: 16x16 images (2x2
+    # mean-pooled), a search network of 1 cell per stage with 8 channels, 5k + 5k images,
+    # 50 search epochs for every method, batch 64. Idle, an epoch takes DARTS about 15 s and
+    # GDAS about 6 s, so the 12 runs (DARTS-PT reuses DARTS's supernet) take about 50 min
+    # on 2 processes; this session's shared cores made it several times longer
     "cpu": dict(image_size=16, C=8, N=1, epochs=50, batch_size=64, n=None, device="cpu"),
-    # NAS-Bench-201's search settings (C=16, N=5, 32x32, 50 epochs, batch 64), for a GPU
-    "gpu": dict(image_size=32, C=16, N=5, epochs=50, batch_size=64, n=None, device="cuda"),
+    # NAS-Bench-201's search settings (C=16, N=5, 32x32, batch 64, 50 epochs; GDAS 240, as
+    # its configs/nas-benchmark/algos/GDAS.config), for a GPU
+    "gpu": dict(
+        image_size=32, C=16, N=5, epochs=50, batch_size=64, n=None, device="cuda",
+        epochs_by_method={"gdas": 240},
+    ),
     "smoke": dict(image_size=16, C=4, N=1, epochs=2, batch_size=64, n=512, device="cpu"),
 }
 # method name in the table -> GradientOptions fields
@@ -89,15 +95,16 @@ def one_run(
     name: str, seed: int, p: dict[str, Any], data: DataBundle, table: NB201Table, work: Path
 ) -> dict[str, Any]:
     space = NB201Space()
+    epochs = p.get("epochs_by_method", {}).get(RUNS[name]["method"], p["epochs"])
     options = GradientOptions(
-        **RUNS[name], epochs=p["epochs"], batch_size=p["batch_size"], seed=seed, device=p["device"]
+        **RUNS[name], epochs=epochs, batch_size=p["batch_size"], seed=seed, device=p["device"]
     )
     torch.manual_seed(seed)
     relaxed = RelaxedNB201(space, 10, 3, C=p["C"], N=p["N"]).to(p["device"])
     ckpt = work / f"{name}-seed{seed}.pt"
 
     def show(e: Any) -> None:
-        print(f"  {name} seed {seed} epoch {e.epoch + 1}/{p['epochs']}: valid {e.valid_acc:.3f} "
+        print(f"  {name} seed {seed} epoch {e.epoch + 1}/{epochs}: valid {e.valid_acc:.3f} "
               f"entropy {e.entropy:.3f} {e.seconds:.0f}s {e.derived}", flush=True)  # fmt: skip
 
     t0 = time.perf_counter()
@@ -181,6 +188,7 @@ def main(argv: list[str] | None = None) -> None:
     p = dict(PROTOCOLS[args.protocol])
     if args.epochs is not None:
         p["epochs"] = args.epochs
+        p.pop("epochs_by_method", None)
     out = args.out or ROOT / "benchmarks" / "results" / f"gradient_nb201_{args.protocol}.jsonl"
     work = args.work or out.with_suffix(".work")
     table = NB201Table.load()
@@ -196,7 +204,8 @@ def main(argv: list[str] | None = None) -> None:
         data = load_search_data(args.data, p["image_size"], p["n"])
         for seed in args.seeds:
             for name in args.methods:
-                key = f"{args.protocol}/{name}/seed{seed}/epochs{p['epochs']}"
+                epochs = p.get("epochs_by_method", {}).get(RUNS[name]["method"], p["epochs"])
+                key = f"{args.protocol}/{name}/seed{seed}/epochs{epochs}"
                 if key in rows:
                     continue
                 rec = {"key": key, "method": name, "seed": seed, "protocol": p,
