@@ -42,6 +42,7 @@ from normnas.execute.workers import (
     _in_atomic_code,
     shares,
     stop_on_signals,
+    stopped,
 )
 from normnas.search.runner import Budget
 
@@ -305,9 +306,7 @@ def run_on_ray(cfg: RunConfig, url: str, budget: Budget, data: Any) -> WorkerRep
     Raises `SearchInterrupted` on Ctrl-C/SIGTERM and the error of an actor whose search
     raised; returns a `WorkerReport` of the actors that died.
     """
-    from normnas.errors import SearchInterrupted
     from normnas.search import records as rec
-    from normnas.search.setup import resume_command
     from normnas.search.study import load_study, open_storage
 
     ray = import_ray()
@@ -336,12 +335,7 @@ def run_on_ray(cfg: RunConfig, url: str, budget: Budget, data: Any) -> WorkerRep
                 cluster.wait(study, report)
             except KeyboardInterrupt:
                 recovered = cluster.stop(study) if cluster is not None else []
-                extra = f" (#{', #'.join(map(str, recovered))} recovered here)" if recovered else ""
-                raise SearchInterrupted(
-                    "search stopped; the Ray workers' running trials were marked interrupted "
-                    f"and will be re-run on resume{extra} (finished trials are kept)",
-                    resume=resume_command(),
-                ) from None
+                raise stopped("Ray workers'", recovered) from None
             finally:
                 report.started = len(cluster.all) if cluster is not None else 0
     finally:

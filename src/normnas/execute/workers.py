@@ -387,9 +387,7 @@ def run_workers(
     `SearchInterrupted` (with the resume command) on Ctrl-C/SIGTERM, and the error of a
     worker whose search raised; returns a `WorkerReport` of the workers that died.
     """
-    from normnas.errors import SearchInterrupted
     from normnas.search import records as rec
-    from normnas.search.setup import resume_command
     from normnas.search.study import load_study, open_storage
 
     study = load_study(cfg.study_name, open_storage(url))
@@ -413,13 +411,7 @@ def run_workers(
             if follower is not None:
                 follower.poll_quietly()  # the last trials, finished after the last tick
         except (KeyboardInterrupt, _Stop):
-            recovered = pool.stop(study)
-            extra = f" (#{', #'.join(map(str, recovered))} recovered here)" if recovered else ""
-            raise SearchInterrupted(
-                "search stopped; the workers' running trials were marked interrupted and will "
-                f"be re-run on resume{extra} (finished trials are kept)",
-                resume=resume_command(),
-            ) from None
+            raise stopped("workers'", pool.stop(study)) from None
         finally:
             report.started = len(pool.all)
             if follower is not None:
@@ -428,3 +420,17 @@ def run_workers(
     if error is not None:
         raise error
     return report
+
+
+def stopped(whose: str, recovered: list[int]) -> Exception:
+    """The `SearchInterrupted` of a stopped parallel search: `whose` running trials were
+    marked interrupted (`recovered`: those this process re-queued itself)."""
+    from normnas.errors import SearchInterrupted
+    from normnas.search.setup import resume_command
+
+    extra = f" (#{', #'.join(map(str, recovered))} recovered here)" if recovered else ""
+    return SearchInterrupted(
+        f"search stopped; the {whose} running trials were marked interrupted and will be "
+        f"re-run on resume{extra} (finished trials are kept)",
+        resume=resume_command(),
+    )
