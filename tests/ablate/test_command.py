@@ -82,7 +82,8 @@ def test_ablate_on_digits_from_the_command_line(tmp_path: Path) -> None:
     [
         (["--factors", "nrm"], "unknown factor 'nrm'"),
         (["--levels", "norm=bn,zz"], "factor norm: unknown norm 'zz'"),
-        (["--executor", "ray"], "ablations do not run on Ray yet"),
+        (["--executor", "ray", "--workers", "2"], "--trials-in-parallel sets the parallel runs"),
+        (["--cpus-per-trial", "2"], "need --executor ray"),
         (["--seeds", "0"], "seeds"),
         (["--arch", "resnet"], "--arch 'resnet'"),
     ],

@@ -8,6 +8,7 @@ run them with `pytest tests/search/test_processes.py -m slow`.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 import shlex
@@ -320,6 +321,51 @@ def test_two_searches_on_one_study_at_once_both_reach_the_budget(tiny: Path) -> 
     assert 16 <= len(evaluated) <= 18
     keys = [r.key for r in evaluated]
     assert len(set(keys)) == len(keys)
+
+
+def _pop_queued(url: str, asks: int, start_at: float, out: Any) -> None:
+    """In a spawned process: ask `asks` trials of study 'q' from `start_at` on, tell each."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.load_study(study_name="q", storage=open_storage(url))
+    while time.time() < start_at:  # both processes ask at the same moment
+        pass
+    popped = []
+    for _ in range(asks):
+        trial = study.ask()
+        if "fixed_params" in study._storage.get_trial_system_attrs(trial._trial_id):  # queued
+            popped.append(trial.number)
+        # popped by the other process too, which told it first: the assert sees it
+        with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
+            study.tell(trial, 0.0)
+    out.put(popped)
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "journal"])
+def test_two_processes_asking_at_once_never_pop_one_queued_trial_twice(
+    tmp_path: Path, kind: str
+) -> None:
+    # Optuna's pop (read WAITING, write RUNNING) on SQLite was not atomic across processes:
+    # 4-6 of 200 queued trials were run twice by two processes before BEGIN IMMEDIATE
+    # (`study._serialize_sqlite`); a journal file is locked for each write
+    import multiprocessing as mp
+
+    url = f"sqlite:///{tmp_path / 'q.db'}" if kind == "sqlite" else f"journal:{tmp_path / 'q.j'}"
+    study = optuna.create_study(study_name="q", storage=open_storage(url))
+    for i in range(120):
+        study.enqueue_trial({"x": i}, skip_if_exists=False)
+    ctx = mp.get_context("spawn")
+    out = ctx.Queue()
+    start_at = time.time() + 3  # after both have imported optuna and opened the storage
+    procs = [ctx.Process(target=_pop_queued, args=(url, 60, start_at, out)) for _ in range(2)]
+    for proc in procs:
+        proc.start()
+    first, second = out.get(timeout=60), out.get(timeout=60)
+    for proc in procs:
+        proc.join(30)
+    assert not set(first) & set(second)  # no queued trial ran in both processes
+    assert len(first) + len(second) == 120  # and each ran in one: none lost
+    states = [t.state for t in study.get_trials(deepcopy=False)]
+    assert states.count(TrialState.COMPLETE) == len(states) == 120
 
 
 # -- ownership on a real storage ----------------------------------------------------------

@@ -3,7 +3,8 @@
 YAML keys (all optional) are the flags' names: `data`, `data_root`, `arch`, `factors` (a
 list of names, or a mapping name → levels, null for the default levels), `levels`
 (name → levels), `baseline` (name → level), `seeds`, `epochs`, `time`, `workers`,
-`executor`, `design`, `study`, `storage`, `device`, `report`, and `train` (TrainConfig
+`executor`, `ray` (`address`, `trials_in_parallel`, `cpus_per_trial`, `gpus_per_trial`),
+`design`, `study`, `storage`, `device`, `report`, and `train` (TrainConfig
 fields of the base recipe, e.g. `{lr: 0.1, optimizer: sgd}`). Flags override the file.
 """
 
@@ -13,10 +14,18 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from normnas.ablate.design import DESIGN_KINDS
 from normnas.ablate.factors import Factor, parse_factors
+from normnas.config import RayOptions
 from normnas.errors import ConfigError
 
 DEFAULT_FACTORS = ("norm", "batch_size")
@@ -43,6 +52,7 @@ class AblateConfig(BaseModel):
     time: float | None = None
     workers: int = Field(1, ge=1)
     executor: Literal["local", "ray"] = "local"
+    ray: RayOptions = Field(default_factory=RayOptions)
     design: Literal[DESIGN_KINDS] = "auto"  # type: ignore[valid-type]
     study: str | None = None
     storage: str | None = None
@@ -56,6 +66,19 @@ class AblateConfig(BaseModel):
         from normnas.config import parse_duration
 
         return None if value is None else parse_duration(value)
+
+    @model_validator(mode="after")
+    def _executor(self) -> AblateConfig:
+        if self.executor == "local" and self.ray != RayOptions():
+            raise ValueError(
+                "--ray-address, --trials-in-parallel, --cpus-per-trial and --gpus-per-trial "
+                "need --executor ray"
+            )
+        if self.executor == "ray" and self.workers > 1:
+            raise ValueError(
+                "--executor ray: --trials-in-parallel sets the parallel runs, not --workers"
+            )
+        return self
 
     def factor_list(self) -> tuple[Factor, ...]:
         """The chosen factors with their levels and baselines (ConfigError when bad)."""
@@ -75,8 +98,11 @@ class AblateConfig(BaseModel):
         return {**BASE_TRAIN, **self.train, "epochs": self.epochs, "device": self.device}
 
 
-def load_ablate_config(path: Path | None, overrides: Mapping[str, Any]) -> AblateConfig:
-    """The YAML file (yaml.safe_load) with the flags that were given on top."""
+def load_ablate_config(
+    path: Path | None, overrides: Mapping[str, Any], ray: Mapping[str, Any] | None = None
+) -> AblateConfig:
+    """The YAML file (yaml.safe_load) with the flags that were given on top (`ray`: the Ray
+    flags, merged key by key into the file's `ray:`)."""
     import yaml
 
     data: dict[str, Any] = {}
@@ -95,6 +121,9 @@ def load_ablate_config(path: Path | None, overrides: Mapping[str, Any]) -> Ablat
             raise ConfigError(f"--config {path}: expected a mapping of keys, got a list or value")
         data = dict(loaded or {})
     data.update({k: v for k, v in overrides.items() if v is not None})
+    if ray:
+        given = data.get("ray")
+        data["ray"] = {**(given if isinstance(given, dict) else {}), **ray}
     try:
         cfg = AblateConfig.model_validate(data)
     except ValidationError as exc:

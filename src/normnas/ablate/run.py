@@ -239,10 +239,9 @@ def run_ablation(
 
     t0 = time.monotonic() if started is None else started
     if cfg.executor == "ray":
-        raise UserError(
-            "--executor ray: ablations do not run on Ray yet (its executor drives searches "
-            "only); use --workers N for local processes"
-        )
+        from normnas.execute.ray_executor import import_ray
+
+        import_ray()  # not installed: say so before any data is loaded
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     check_device(cfg.device)
     factors = cfg.factor_list()
@@ -293,7 +292,14 @@ def run_ablation(
     todo = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))
     if todo and (left is None or left > 0):
         try:
-            if cfg.workers > 1:
+            if cfg.executor == "ray":
+                from normnas.execute.ray_executor import run_job_on_ray
+
+                budget = Budget(trials=_n_keys(space), wall_s=left)
+                job = AblateJob(cfg.model_dump(mode="json"), name)
+                report = run_job_on_ray(job, cfg.ray, name, url, budget, data, "ablation")
+                notes += report.notes
+            elif cfg.workers > 1:
                 run_workers(cfg, url, name, left)
             else:
                 evaluator = AblationEvaluator(space, data, base)
@@ -372,25 +378,46 @@ def run_workers(cfg: AblateConfig, url: str, name: str, wall: float | None) -> N
         raise UserError(f"{len(failed)} of {cfg.workers} workers failed (exit {failed[0]})")
 
 
-def _worker(data: dict[str, Any], url: str, name: str, deadline: float | None) -> None:
-    import torch
-
-    from normnas.data import load
-    from normnas.execute.workers import stop_on_signals
+def _loop_parts(cfg: AblateConfig, url: str, name: str, data: Any) -> tuple[Any, Any, Any]:
+    """In a worker: the study with its recorded design, the design's space, the evaluator."""
     from normnas.search.study import load_study
     from normnas.train import TrainConfig
 
-    _watch_parent(os.getppid())
-    cfg = AblateConfig.model_validate(data)
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) // cfg.workers))
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     macro, arch = resolve_arch(cfg.arch, url)
     storage = open_storage(url)
     meta = load_study(name, storage).user_attrs[ABLATE_ATTR]
     space = AblationSpace(Design.from_dict(meta["design"]), meta["seeds"], macro, arch)
     study = open_study(name, storage, ["maximize"], DesignSampler(space), NopPruner())
-    evaluator = AblationEvaluator(space, load(cfg.data, root=cfg.data_root, seed=0),
-                                  TrainConfig(**cfg.base_train()))  # fmt: skip
+    return study, space, AblationEvaluator(space, data, TrainConfig(**cfg.base_train()))
+
+
+@dataclasses.dataclass
+class AblateJob:
+    """The ablation's runs on Ray actors (`execute.ray_executor.RayJob`)."""
+
+    cfg_data: dict[str, Any]
+    name: str
+
+    def build(self, url: str, index: int, data: Any) -> Any:
+        from normnas.execute.ray_executor import LoopParts
+
+        cfg = AblateConfig.model_validate(self.cfg_data)
+        study, space, evaluator = _loop_parts(cfg, url, self.name, data)
+        return LoopParts(study, space, evaluator)
+
+
+def _worker(data: dict[str, Any], url: str, name: str, deadline: float | None) -> None:
+    import torch
+
+    from normnas.data import load
+    from normnas.execute.workers import stop_on_signals
+
+    _watch_parent(os.getppid())
+    cfg = AblateConfig.model_validate(data)
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // cfg.workers))
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    images = load(cfg.data, root=cfg.data_root, seed=0)
+    study, space, evaluator = _loop_parts(cfg, url, name, images)
     wall = None if deadline is None else max(0.1, deadline - time.time())
     try:
         with stop_on_signals(restore=False):

@@ -37,7 +37,23 @@ def ablate(
     ),
     design: str | None = typer.Option(None, help="auto (default), full, pairs or ofat."),
     workers: int | None = typer.Option(None, help="Local worker processes."),
-    executor: str | None = typer.Option(None, help="local (default) or ray."),
+    executor: str | None = typer.Option(
+        None, help="local (default: inline, or --workers processes) or ray (normnas[ray])."
+    ),
+    ray_address: str | None = typer.Option(
+        None,
+        "--ray-address",
+        help="Ray: auto or ray://host:port (default $RAY_ADDRESS or a new local cluster).",
+    ),
+    trials_in_parallel: int | None = typer.Option(
+        None, "--trials-in-parallel", help="Ray: runs at once (default: what the cluster fits)."
+    ),
+    cpus_per_trial: float | None = typer.Option(
+        None, "--cpus-per-trial", help="Ray: CPUs per run (1)."
+    ),
+    gpus_per_trial: float | None = typer.Option(
+        None, "--gpus-per-trial", help="Ray: GPUs per run (0)."
+    ),
     study: str | None = typer.Option(None, help="Study name (default ablate-<data>-<hash>)."),
     storage: str | None = typer.Option(
         None, help="sqlite:///file.db (default sqlite:///normnas.db), journal:PATH or a URL."
@@ -71,7 +87,13 @@ def ablate(
         "device": device,
         "report": report,
     }
-    cfg = load_ablate_config(config, overrides)
+    ray = {
+        "address": ray_address,
+        "trials_in_parallel": trials_in_parallel,
+        "cpus_per_trial": cpus_per_trial,
+        "gpus_per_trial": gpus_per_trial,
+    }
+    cfg = load_ablate_config(config, overrides, ray={k: v for k, v in ray.items() if v is not None})
     from normnas.ablate.run import run_ablation
     from normnas.ablate.summary import interaction_table, level_table, sentences
 

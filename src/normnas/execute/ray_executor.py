@@ -1,8 +1,10 @@
-"""Trials on a Ray cluster: `normnas search --executor ray`.
+"""Trials on a Ray cluster: `normnas search --executor ray` and `normnas ablate --executor ray`.
 
-Each parallel trial slot is a Ray actor (`TrialWorker`, with `cpus_per_trial` CPUs and
+Each parallel trial slot is a Ray actor (`_Worker`, with `cpus_per_trial` CPUs and
 `gpus_per_trial` GPUs) running the same runner loop as a local worker process, on the same
-study: the storage must be one every node reaches (a PostgreSQL URL; on a one-machine
+study. What the loop runs (study, space, evaluator) is a `RayJob`, built in the actor: a
+search's (`SearchJob`) or an ablation's (`normnas.ablate.run.AblateJob`). The study's
+storage must be one every node reaches (a PostgreSQL URL; on a one-machine
 cluster a journal or SQLite file is fine). The samplers and evaluators are unchanged;
 only where the loop runs differs.
 
@@ -29,10 +31,11 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-from normnas.config import RunConfig
+from normnas.config import RayOptions, RunConfig
 from normnas.errors import UserError
 from normnas.execute.workers import (
     MAX_RESTARTS_PER_WORKER,
@@ -58,23 +61,55 @@ def import_ray() -> Any:
     return ray
 
 
-class _Worker:
-    """A Ray actor's body (see `TrialWorker`): one search loop on the shared study."""
+@dataclass
+class LoopParts:
+    """What one runner loop runs: `run_search`'s arguments but the budget."""
 
-    def __init__(self, cfg_data: dict[str, Any], url: str, index: int, data: Any) -> None:
-        import optuna
-        import torch
+    study: Any
+    space: Any
+    evaluator: Any
+    objectives: Sequence[str] = ("accuracy",)
+    constraints: Any = None
+    dedup: bool = True
 
+
+class RayJob(Protocol):
+    """What the actors run, sent to each of them (so picklable: plain data and a class)."""
+
+    def build(self, url: str, index: int, data: Any) -> LoopParts:
+        """In the actor: open the study and build the space and evaluator on `data`."""
+        ...
+
+
+@dataclass
+class SearchJob:
+    """A search's loop: its `RunConfig` (as JSON data) and what `build_parts` makes of it."""
+
+    cfg_data: dict[str, Any]
+
+    def build(self, url: str, index: int, data: Any) -> LoopParts:
         from normnas.search.setup import build_parts, make_study
         from normnas.search.study import open_storage
 
+        cfg = RunConfig.model_validate(self.cfg_data)
+        parts = build_parts(cfg, data=data, url=url)
+        study = make_study(cfg, parts.space, open_storage(url), index)
+        return LoopParts(
+            study, parts.space, parts.evaluator, cfg.objectives, parts.constraints, cfg.dedup
+        )
+
+
+class _Worker:
+    """A Ray actor's body: one runner loop on the shared study."""
+
+    def __init__(self, job: RayJob, url: str, index: int, data: Any, threads: int) -> None:
+        import optuna
+        import torch
+
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        cfg = RunConfig.model_validate(cfg_data)
         # as many threads as CPUs reserved for this trial (Ray sets no limit by itself)
-        torch.set_num_threads(max(1, int(cfg.ray.cpus_per_trial)))
-        self.cfg = cfg
-        self.parts = build_parts(cfg, data=data, url=url)
-        self.study = make_study(cfg, self.parts.space, open_storage(url), index)
+        torch.set_num_threads(max(1, threads))
+        self.parts = job.build(url, index, data)
         self._lock = threading.Lock()
         self._thread: int | None = None  # the thread running `run`, while it runs
         self._stopping = False
@@ -97,14 +132,15 @@ class _Worker:
                 return "interrupted"
             self._thread = threading.get_ident()
         try:
+            p = self.parts
             run_search(
-                self.study,
-                self.parts.space,
-                self.parts.evaluator,
+                p.study,
+                p.space,
+                p.evaluator,
                 Budget(trials=trials, wall_s=wall),
-                self.cfg.objectives,
-                self.parts.constraints,
-                dedup=self.cfg.dedup,
+                p.objectives,
+                p.constraints,
+                dedup=p.dedup,
                 count_existing=False,
             )
         except KeyboardInterrupt:  # from `stop`: the runner marked the trial interrupted
@@ -145,9 +181,8 @@ class _Slot:
     ref: Any  # the ObjectRef of its `run`
 
 
-def _parallel(ray: Any, cfg: RunConfig) -> int:
+def _parallel(ray: Any, o: RayOptions) -> int:
     """How many trials run at once: --trials-in-parallel, else what the cluster fits."""
-    o = cfg.ray
     have = ray.cluster_resources()
     if o.gpus_per_trial > 0 and have.get("GPU", 0) < o.gpus_per_trial:
         raise UserError(
@@ -174,12 +209,19 @@ def connect(ray: Any, address: str | None) -> bool:
         return False
     import logging
 
+    # Ray runs its workers at nice 15; our actors are the run's whole work, so on a cluster
+    # started here they run at the priority a local worker process has: at 15 any ordinary
+    # process on the machine starves them (seen: one epoch 35x slower beside two busy loops)
+    extra: dict[str, Any] = {}
+    if address is None and not os.environ.get("RAY_ADDRESS"):
+        extra["_system_config"] = {"worker_niceness": 0}
     try:
         ray.init(
             address=address,
             include_dashboard=False,
             logging_level=logging.WARNING,
             log_to_driver=bool(os.environ.get("NORMNAS_DEBUG")),
+            **extra,
         )
     except ConnectionError as e:
         raise UserError(f"--ray-address {address}: cannot reach a Ray cluster ({e})") from None
@@ -190,20 +232,26 @@ class _Cluster:
     """The actors of one `run_on_ray` call."""
 
     def __init__(
-        self, ray: Any, cfg: RunConfig, url: str, data: Any, deadline: float | None, n: int
+        self,
+        ray: Any,
+        job: RayJob,
+        options: RayOptions,
+        url: str,
+        data: Any,
+        deadline: float | None,
+        n: int,
     ) -> None:
-        self.ray, self.cfg, self.url, self.deadline = ray, cfg, url, deadline
+        self.ray, self.job, self.options, self.url, self.deadline = ray, job, options, url, deadline
         self.cls = ray.remote(max_concurrency=2)(_Worker)  # `run` and `stop` side by side
         self.data = ray.put(data)  # once: each node fetches it once from the object store
-        self.cfg_data = cfg.model_dump(mode="json")
         self.live: dict[Any, _Slot] = {}  # run ref -> slot
         self.all: list[_Slot] = []
         self.restarts_left = MAX_RESTARTS_PER_WORKER * n
 
     def start(self, index: int, share: int | None) -> None:
-        o = self.cfg.ray
+        o = self.options
         actor = self.cls.options(num_cpus=o.cpus_per_trial, num_gpus=o.gpus_per_trial).remote(
-            self.cfg_data, self.url, index, self.data
+            self.job, self.url, index, self.data, int(o.cpus_per_trial)
         )
         try:
             owner = self.ray.get(actor.owner.remote())  # waits for the actor to be built
@@ -301,26 +349,41 @@ def _counted_by(study: Any, owner: str) -> int:
 
 
 def run_on_ray(cfg: RunConfig, url: str, budget: Budget, data: Any) -> WorkerReport:
-    """Run the search on Ray actors until the budget; see the module doc.
+    """Run the search on Ray actors until the budget; see `run_job_on_ray`."""
+    return run_job_on_ray(
+        SearchJob(cfg.model_dump(mode="json")), cfg.ray, cfg.study_name, url, budget, data
+    )
 
-    Raises `SearchInterrupted` on Ctrl-C/SIGTERM and the error of an actor whose search
+
+def run_job_on_ray(
+    job: RayJob,
+    options: RayOptions,
+    study_name: str,
+    url: str,
+    budget: Budget,
+    data: Any,
+    what: str = "search",
+) -> WorkerReport:
+    """Run `job`'s loop on Ray actors until the budget; see the module doc.
+
+    Raises `SearchInterrupted` on Ctrl-C/SIGTERM and the error of an actor whose loop
     raised; returns a `WorkerReport` of the actors that died.
     """
     from normnas.search import records as rec
     from normnas.search.study import load_study, open_storage
 
     ray = import_ray()
-    if (cfg.ray.address or "").startswith("ray://") and not _reachable_everywhere(url):
+    if (options.address or "").startswith("ray://") and not _reachable_everywhere(url):
         raise UserError(
-            f"--executor ray --ray-address {cfg.ray.address}: the study must be in a storage "
+            f"--executor ray --ray-address {options.address}: the study must be in a storage "
             f"every node reaches, not the local file {url}; pass --storage postgresql://…"
         )
-    study = load_study(cfg.study_name, open_storage(url))
-    joined = connect(ray, cfg.ray.address)
+    study = load_study(study_name, open_storage(url))
+    joined = connect(ray, options.address)
     report = WorkerReport()
     cluster: _Cluster | None = None
     try:
-        n = _parallel(ray, cfg)
+        n = _parallel(ray, options)
         done = sum(r.evaluated for r in rec.records(study))
         per: list[int | None] = [None] * n
         if budget.trials is not None:
@@ -328,14 +391,14 @@ def run_on_ray(cfg: RunConfig, url: str, budget: Budget, data: Any) -> WorkerRep
         deadline = None if budget.wall_s is None else time.time() + budget.wall_s
         with stop_on_signals():
             try:
-                cluster = _Cluster(ray, cfg, url, data, deadline, n)
+                cluster = _Cluster(ray, job, options, url, data, deadline, n)
                 for i in range(n):
                     if per[i] != 0:
                         cluster.start(i, per[i])
                 cluster.wait(study, report)
             except KeyboardInterrupt:
                 recovered = cluster.stop(study) if cluster is not None else []
-                raise stopped("Ray workers'", recovered) from None
+                raise stopped("Ray workers'", recovered, what) from None
             finally:
                 report.started = len(cluster.all) if cluster is not None else 0
     finally:

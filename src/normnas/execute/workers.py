@@ -422,15 +422,15 @@ def run_workers(
     return report
 
 
-def stopped(whose: str, recovered: list[int]) -> Exception:
-    """The `SearchInterrupted` of a stopped parallel search: `whose` running trials were
-    marked interrupted (`recovered`: those this process re-queued itself)."""
+def stopped(whose: str, recovered: list[int], what: str = "search") -> Exception:
+    """The `SearchInterrupted` of a stopped parallel `what` (a search, an ablation): `whose`
+    running trials were marked interrupted (`recovered`: those this process re-queued)."""
     from normnas.errors import SearchInterrupted
     from normnas.search.setup import resume_command
 
     extra = f" (#{', #'.join(map(str, recovered))} recovered here)" if recovered else ""
     return SearchInterrupted(
-        f"search stopped; the {whose} running trials were marked interrupted and will be "
+        f"{what} stopped; the {whose} running trials were marked interrupted and will be "
         f"re-run on resume{extra} (finished trials are kept)",
         resume=resume_command(),
     )

@@ -76,8 +76,33 @@ def open_storage(url: str, write: bool = True) -> BaseStorage:
             if "table schema" not in str(e):  # a study written by another Optuna version
                 raise
             raise StorageError(f"{name}: {one_line(e)}") from None
+        if kind == "sqlite" and write:
+            _serialize_sqlite(storage.engine)
         storage.get_all_studies()  # a cheap read: a damaged file fails here, not mid-search
     return storage
+
+
+def _serialize_sqlite(engine: Any) -> None:
+    """Make each transaction on this SQLite engine take the write lock when it begins.
+
+    Python's sqlite3 begins a transaction only at the first write, so Optuna's pop of a
+    queued trial (read WAITING, write RUNNING) is not atomic: two processes asking at once
+    both read WAITING and both run the trial (measured: 4-6 of 200 queued trials popped
+    twice by two processes). BEGIN IMMEDIATE (SQLAlchemy's recipe for SQLite) serializes
+    the transactions; each is a few milliseconds, and a waiter waits up to the timeout.
+    Not for read-only opens (status): BEGIN IMMEDIATE needs a writable file.
+    """
+    from sqlalchemy import event
+
+    @event.listens_for(engine, "connect")
+    def _no_implicit_transactions(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # SQLAlchemy emits BEGIN itself (below)
+
+    @event.listens_for(engine, "begin")
+    def _begin_immediate(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    engine.dispose()  # the connections of the storage's set-up predate these hooks
 
 
 def heartbeat_settings() -> tuple[int, int]:
