@@ -8,6 +8,7 @@ from typing import Any
 
 import typer
 
+from normnas.cli import ray_options
 from normnas.cli.errors import reported
 
 
@@ -40,20 +41,10 @@ def ablate(
     executor: str | None = typer.Option(
         None, help="local (default: inline, or --workers processes) or ray (normnas[ray])."
     ),
-    ray_address: str | None = typer.Option(
-        None,
-        "--ray-address",
-        help="Ray: auto or ray://host:port (default $RAY_ADDRESS or a new local cluster).",
-    ),
-    trials_in_parallel: int | None = typer.Option(
-        None, "--trials-in-parallel", help="Ray: runs at once (default: what the cluster fits)."
-    ),
-    cpus_per_trial: float | None = typer.Option(
-        None, "--cpus-per-trial", help="Ray: CPUs per run (1)."
-    ),
-    gpus_per_trial: float | None = typer.Option(
-        None, "--gpus-per-trial", help="Ray: GPUs per run (0)."
-    ),
+    ray_address: str | None = ray_options.RAY_ADDRESS,
+    trials_in_parallel: int | None = ray_options.TRIALS_IN_PARALLEL,
+    cpus_per_trial: float | None = ray_options.CPUS_PER_TRIAL,
+    gpus_per_trial: float | None = ray_options.GPUS_PER_TRIAL,
     study: str | None = typer.Option(None, help="Study name (default ablate-<data>-<hash>)."),
     storage: str | None = typer.Option(
         None, help="sqlite:///file.db (default sqlite:///normnas.db), journal:PATH or a URL."
