@@ -346,7 +346,7 @@ def test_two_processes_asking_at_once_never_pop_one_queued_trial_twice(
 ) -> None:
     # Optuna's pop (read WAITING, write RUNNING) on SQLite was not atomic across processes:
     # 4-6 of 200 queued trials were run twice by two processes before BEGIN IMMEDIATE
-    # (`study._serialize_sqlite`); a journal file is locked for each write
+    # (`study._SQLiteStorage`); a journal file is locked for each write
     import multiprocessing as mp
 
     url = f"sqlite:///{tmp_path / 'q.db'}" if kind == "sqlite" else f"journal:{tmp_path / 'q.j'}"

@@ -60,12 +60,13 @@ def open_storage(url: str, write: bool = True) -> BaseStorage:
     beat = _server_heartbeat() if kind in _SERVERS else {}
     if kind == "postgresql":
         url = _postgres_driver(url)
+    make = _SQLiteStorage if kind == "sqlite" and write else optuna.storages.RDBStorage
     with storage_errors(name), _no_experimental_warning():
         try:
             try:
-                storage = optuna.storages.RDBStorage(url, engine_kwargs=kwargs, **beat)
+                storage = make(url, engine_kwargs=kwargs, **beat)
             except sqlalchemy.exc.IntegrityError:  # another process created the tables just now
-                storage = optuna.storages.RDBStorage(url, engine_kwargs=kwargs, **beat)
+                storage = make(url, engine_kwargs=kwargs, **beat)
         except ImportError:  # the dialect's driver package is missing
             raise StorageError(
                 f"{name}: the {kind} driver is not installed; {_DRIVERS.get(kind, 'install it')}"
@@ -76,33 +77,57 @@ def open_storage(url: str, write: bool = True) -> BaseStorage:
             if "table schema" not in str(e):  # a study written by another Optuna version
                 raise
             raise StorageError(f"{name}: {one_line(e)}") from None
-        if kind == "sqlite" and write:
-            _serialize_sqlite(storage.engine)
         storage.get_all_studies()  # a cheap read: a damaged file fails here, not mid-search
     return storage
 
 
-def _serialize_sqlite(engine: Any) -> None:
-    """Make each transaction on this SQLite engine take the write lock when it begins.
+class _SQLiteStorage(optuna.storages.RDBStorage):
+    """An RDBStorage on a SQLite file whose trial-state changes are atomic across processes.
 
     Python's sqlite3 begins a transaction only at the first write, so Optuna's pop of a
-    queued trial (read WAITING, write RUNNING) is not atomic: two processes asking at once
-    both read WAITING and both run the trial (measured: 4-6 of 200 queued trials popped
-    twice by two processes). BEGIN IMMEDIATE (SQLAlchemy's recipe for SQLite) serializes
-    the transactions; each is a few milliseconds, and a waiter waits up to the timeout.
-    Not for read-only opens (status): BEGIN IMMEDIATE needs a writable file.
+    queued trial (read WAITING, write RUNNING) was not atomic: two processes asking at once
+    both read WAITING and both ran the trial (measured: 4-6 of 200 queued trials popped
+    twice by two processes), and two tells of one trial could both pass the "not finished"
+    check. A state change here begins with BEGIN IMMEDIATE (the write lock first, as in
+    SQLAlchemy's SQLite recipe), so the second process reads what the first wrote; every
+    other transaction begins with a plain BEGIN and takes the lock only when it writes, so
+    readers never wait on each other. Only for files opened to write (a read-only `status`
+    could not take the lock).
     """
-    from sqlalchemy import event
 
-    @event.listens_for(engine, "connect")
-    def _no_implicit_transactions(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.isolation_level = None  # SQLAlchemy emits BEGIN itself (below)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._hook_transactions()
 
-    @event.listens_for(engine, "begin")
-    def _begin_immediate(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+    def __setstate__(self, state: dict[Any, Any]) -> None:
+        super().__setstate__(state)  # a new engine: hook it too
+        self._hook_transactions()
 
-    engine.dispose()  # the connections of the storage's set-up predate these hooks
+    def _hook_transactions(self) -> None:
+        from sqlalchemy import event
+
+        @event.listens_for(self.engine, "connect")
+        def _no_implicit_transactions(dbapi_connection: Any, _record: Any) -> None:
+            dbapi_connection.isolation_level = None  # BEGIN is emitted below, not by sqlite3
+
+        @event.listens_for(self.engine, "begin")
+        def _begin(connection: Any) -> None:
+            immediate = getattr(_IMMEDIATE, "on", False)
+            connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+        self.engine.dispose()  # the connections of the set-up predate these hooks
+
+    def set_trial_state_values(
+        self, trial_id: int, state: TrialState, values: Sequence[float] | None = None
+    ) -> bool:
+        _IMMEDIATE.on = True
+        try:
+            return super().set_trial_state_values(trial_id, state, values)
+        finally:
+            _IMMEDIATE.on = False
+
+
+_IMMEDIATE = threading.local()  # this thread's next transaction takes the write lock first
 
 
 def heartbeat_settings() -> tuple[int, int]:
