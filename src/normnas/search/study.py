@@ -88,11 +88,12 @@ class _SQLiteStorage(optuna.storages.RDBStorage):
     queued trial (read WAITING, write RUNNING) was not atomic: two processes asking at once
     both read WAITING and both ran the trial (measured: 4-6 of 200 queued trials popped
     twice by two processes), and two tells of one trial could both pass the "not finished"
-    check. A state change here begins with BEGIN IMMEDIATE (the write lock first, as in
-    SQLAlchemy's SQLite recipe), so the second process reads what the first wrote; every
-    other transaction begins with a plain BEGIN and takes the lock only when it writes, so
-    readers never wait on each other. Only for files opened to write (a read-only `status`
-    could not take the lock).
+    check. A state change here begins with BEGIN IMMEDIATE (the write lock before the read),
+    so the second process reads what the first wrote. Every other transaction is left as
+    sqlite3 makes it (reads outside a transaction, BEGIN at the first write): begun at the
+    first read instead, a read-then-write transaction beside another writer deadlocks and
+    SQLite fails it at once ("database is locked"), as two concurrent searches showed. Only
+    for files opened to write (a read-only `status` could not take the lock).
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -106,16 +107,12 @@ class _SQLiteStorage(optuna.storages.RDBStorage):
     def _hook_transactions(self) -> None:
         from sqlalchemy import event
 
-        @event.listens_for(self.engine, "connect")
-        def _no_implicit_transactions(dbapi_connection: Any, _record: Any) -> None:
-            dbapi_connection.isolation_level = None  # BEGIN is emitted below, not by sqlite3
-
         @event.listens_for(self.engine, "begin")
         def _begin(connection: Any) -> None:
-            immediate = getattr(_IMMEDIATE, "on", False)
-            connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+            if getattr(_IMMEDIATE, "on", False):  # sqlite3 sees it and adds no BEGIN of its own
+                connection.exec_driver_sql("BEGIN IMMEDIATE")
 
-        self.engine.dispose()  # the connections of the set-up predate these hooks
+        self.engine.dispose()  # the connections of the set-up predate this hook
 
     def set_trial_state_values(
         self, trial_id: int, state: TrialState, values: Sequence[float] | None = None
