@@ -5,9 +5,9 @@ objective (a deterministic score of the cell, microseconds), so the difference i
 runner's own work: canonical key, dedup lookup, user attributes, budget checks.
 Repeats alternate raw/runner; medians are printed with the ratio (target <= 1.2x).
 `sqlite` opens the file as Optuna does by default; `sqlite-normnas` through
-`normnas.search.study.open_storage` (what a search uses: every transaction BEGIN
-IMMEDIATE, so that two processes never pop one queued trial), for both loops: its raw
-figure against `sqlite`'s is the cost of that serialization in one process.
+`normnas.search.study.open_storage` (what a search uses: a trial-state change begins with
+BEGIN IMMEDIATE, so that two processes never pop one queued trial), for both loops: its raw
+figure against `sqlite`'s is the cost of that in one process.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/search_overhead.py [--trials 300] [--repeats 5]
 """
