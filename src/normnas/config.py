@@ -204,6 +204,21 @@ class RayOptions(_Model):
     gpus_per_trial: float = Field(0.0, ge=0)
 
 
+def executor_conflict(
+    executor: str, ray: RayOptions, workers: int, units: str = "trials"
+) -> str | None:
+    """What is wrong with these executor settings (Ray flags without Ray, or --workers with
+    it), for a search's config and an ablation's alike; None when nothing."""
+    if executor == "local" and ray != RayOptions():
+        return (
+            "--ray-address, --trials-in-parallel, --cpus-per-trial and --gpus-per-trial "
+            "need --executor ray"
+        )
+    if executor == "ray" and workers > 1:
+        return f"--executor ray: --trials-in-parallel sets the parallel {units}, not --workers"
+    return None
+
+
 class RunConfig(_Model):
     """One search run. Budget: `trials` and/or `time` (first reached stops the search)."""
 
@@ -304,18 +319,10 @@ class RunConfig(_Model):
         return self
 
     def _check_executor(self) -> None:
-        if self.executor == "local":
-            if self.ray != RayOptions():
-                raise ValueError(
-                    "--ray-address, --trials-in-parallel, --cpus-per-trial and "
-                    "--gpus-per-trial need --executor ray"
-                )
-            return
-        if self.workers > 1:
-            raise ValueError(
-                "--executor ray: --trials-in-parallel sets the parallel trials, not --workers"
-            )
-        if self.method is not None:
+        conflict = executor_conflict(self.executor, self.ray, self.workers)
+        if conflict:
+            raise ValueError(conflict)
+        if self.executor == "ray" and self.method is not None:
             raise ValueError(f"--method {self.method}: trains one supernet; it takes no --executor")
 
     def _generations_to_trials(self) -> None:

@@ -159,3 +159,15 @@ def test_time_budget_times_the_baseline_first_and_runs_it_once(tmp_path: Path) -
     assert study.trials[0].params == {"norm": "batchnorm", "batch_size": 16, "seed": 0}
     points = Counter((t.params["norm"], t.params["batch_size"]) for t in study.trials)
     assert points == Counter({(n, b): 1 for n in ("batchnorm", "groupnorm") for b in (16, 64)})
+
+
+def test_ray_flags_are_laid_over_the_files_ray_mapping_key_by_key(tmp_path: Path) -> None:
+    from normnas.ablate.config import load_ablate_config
+    from normnas.errors import ConfigError
+
+    path = tmp_path / "a.yaml"
+    path.write_text("executor: ray\nray: {cpus_per_trial: 2, address: auto}\n")
+    cfg = load_ablate_config(path, {"ray.trials_in_parallel": 3, "ray.address": None})
+    assert (cfg.ray.cpus_per_trial, cfg.ray.trials_in_parallel, cfg.ray.address) == (2, 3, "auto")
+    with pytest.raises(ConfigError, match="need --executor ray"):
+        load_ablate_config(path, {"executor": "local"})

@@ -25,7 +25,7 @@ from pydantic import (
 
 from normnas.ablate.design import DESIGN_KINDS
 from normnas.ablate.factors import Factor, parse_factors
-from normnas.config import RayOptions
+from normnas.config import RayOptions, executor_conflict, merge
 from normnas.errors import ConfigError
 
 DEFAULT_FACTORS = ("norm", "batch_size")
@@ -69,15 +69,9 @@ class AblateConfig(BaseModel):
 
     @model_validator(mode="after")
     def _executor(self) -> AblateConfig:
-        if self.executor == "local" and self.ray != RayOptions():
-            raise ValueError(
-                "--ray-address, --trials-in-parallel, --cpus-per-trial and --gpus-per-trial "
-                "need --executor ray"
-            )
-        if self.executor == "ray" and self.workers > 1:
-            raise ValueError(
-                "--executor ray: --trials-in-parallel sets the parallel runs, not --workers"
-            )
+        conflict = executor_conflict(self.executor, self.ray, self.workers, "runs")
+        if conflict:
+            raise ValueError(conflict)
         return self
 
     def factor_list(self) -> tuple[Factor, ...]:
@@ -98,11 +92,9 @@ class AblateConfig(BaseModel):
         return {**BASE_TRAIN, **self.train, "epochs": self.epochs, "device": self.device}
 
 
-def load_ablate_config(
-    path: Path | None, overrides: Mapping[str, Any], ray: Mapping[str, Any] | None = None
-) -> AblateConfig:
-    """The YAML file (yaml.safe_load) with the flags that were given on top (`ray`: the Ray
-    flags, merged key by key into the file's `ray:`)."""
+def load_ablate_config(path: Path | None, overrides: Mapping[str, Any]) -> AblateConfig:
+    """The YAML file (yaml.safe_load) with the flags that were given on top (dotted keys,
+    "ray.address", reach into the file's mappings)."""
     import yaml
 
     data: dict[str, Any] = {}
@@ -120,10 +112,7 @@ def load_ablate_config(
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError(f"--config {path}: expected a mapping of keys, got a list or value")
         data = dict(loaded or {})
-    data.update({k: v for k, v in overrides.items() if v is not None})
-    if ray:
-        given = data.get("ray")
-        data["ray"] = {**(given if isinstance(given, dict) else {}), **ray}
+    data = merge(data, overrides)
     try:
         cfg = AblateConfig.model_validate(data)
     except ValidationError as exc:

@@ -77,14 +77,12 @@ def ablate(
         "storage": storage,
         "device": device,
         "report": report,
+        "ray.address": ray_address,
+        "ray.trials_in_parallel": trials_in_parallel,
+        "ray.cpus_per_trial": cpus_per_trial,
+        "ray.gpus_per_trial": gpus_per_trial,
     }
-    ray = {
-        "address": ray_address,
-        "trials_in_parallel": trials_in_parallel,
-        "cpus_per_trial": cpus_per_trial,
-        "gpus_per_trial": gpus_per_trial,
-    }
-    cfg = load_ablate_config(config, overrides, ray={k: v for k, v in ray.items() if v is not None})
+    cfg = load_ablate_config(config, overrides)
     from normnas.ablate.run import run_ablation
     from normnas.ablate.summary import interaction_table, level_table, sentences
 

@@ -112,8 +112,6 @@ class _SQLiteStorage(optuna.storages.RDBStorage):
             if getattr(_IMMEDIATE, "on", False):  # sqlite3 sees it and adds no BEGIN of its own
                 connection.exec_driver_sql("BEGIN IMMEDIATE")
 
-        self.engine.dispose()  # the connections of the set-up predate this hook
-
     def set_trial_state_values(
         self, trial_id: int, state: TrialState, values: Sequence[float] | None = None
     ) -> bool:
