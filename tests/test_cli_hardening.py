@@ -256,3 +256,33 @@ def test_leaderboard_shows_measured_latency_of_the_finalists(tiny):
     for row in rows:
         cells = [c.strip() for c in row.strip("│").split("│")]
         assert float(cells[5]) > 0  # latency ms, measured although no objective asked for it
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["search", "--max-params", "abc"], "error: Invalid value for '--max-params': "),
+        (["search", "--bogus"], "error: No such option: --bogus"),
+        (["export"], "error: Missing option '--study'."),
+        (["searchh"], "error: No such command 'searchh'. Did you mean 'search'?"),
+        (["--bogus"], "error: No such option: --bogus"),
+        (["bench", "nb201", "--runs", "many"], "error: Invalid value for '--runs' / '-r': "),
+    ],
+)
+def test_command_line_mistakes_are_one_error_line_and_exit_2(tmp_path, args, message):
+    result = _invoke(args, tmp_path)
+    assert result.exit_code == 2
+    # one line, no usage block or framed box; it says where the valid options are listed
+    assert result.output.splitlines() == [_errors(result.output)[0]]
+    assert result.output.startswith(message) and "--help'" in result.output
+
+
+def test_a_repeated_key_in_the_config_is_one_error_line(tiny):
+    (tiny / "twice.yaml").write_text(TINY + "trials: 2\ntrials: 5\n")
+    result = _invoke(["search", "-c", "twice.yaml"], tiny)
+    assert result.exit_code == 2
+    first = len(TINY.splitlines()) + 1
+    assert result.output.splitlines() == [
+        f"error: config 'twice.yaml': line {first + 1}: duplicate key 'trials' "
+        f"(first on line {first})"
+    ]

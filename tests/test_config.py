@@ -66,3 +66,44 @@ def test_yaml_problems_are_config_errors(tmp_path):
     top.write_text("- 1\n")
     with pytest.raises(ConfigError, match="top level must be a mapping"):
         load_config(top)
+
+
+# a key given twice: plain yaml.safe_load keeps the last one silently
+DUPLICATED = "trials: 3\nseed: 1\ntrain:\n  epochs: 2\n  lr: 0.1\n  epochs: 30\n"
+
+
+def test_a_repeated_key_is_refused_naming_the_key_and_both_lines(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text(DUPLICATED)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(info.value) == (
+        f"config {str(path)!r}: line 6: duplicate key 'epochs' (first on line 4)"
+    )
+
+
+def test_every_yaml_file_refuses_a_repeated_key(tmp_path):
+    from normnas.ablate.config import load_ablate_config
+    from normnas.spaces import LayerSpace, MacroSpace
+
+    ablate = tmp_path / "ablate.yaml"
+    ablate.write_text("seeds: 2\nepochs: 1\nseeds: 5\n")
+    with pytest.raises(ConfigError, match=r"^--config .*ablate\.yaml: line 3: duplicate key 'seeds'"):
+        load_ablate_config(ablate, {})
+    layers = tmp_path / "layers.yaml"
+    layers.write_text("input_size: 8\nlayers:\n  - {type: conv, filters: 8, filters: 16}\n")
+    with pytest.raises(ValueError, match=r"layers\.yaml: line 3: duplicate key 'filters'"):
+        LayerSpace.from_yaml(layers)
+    macro = tmp_path / "macro.yaml"
+    macro.write_text("kernels: [3]\nkernels: [5]\n")
+    with pytest.raises(ValueError, match=r"macro\.yaml: line 2: duplicate key 'kernels'"):
+        MacroSpace.from_yaml(macro)
+
+
+def test_merge_keys_may_still_be_overridden(tmp_path):
+    # `<<: *base` then a key of base is YAML's override, not a repeated key
+    path = tmp_path / "run.yaml"
+    path.write_text("defaults: &d {epochs: 2, lr: 0.1}\ntrain:\n  <<: *d\n  epochs: 4\n")
+    from normnas.config import read_yaml
+
+    assert read_yaml(path)["train"] == {"epochs": 4, "lr": 0.1}

@@ -15,7 +15,7 @@ import numpy as np
 import optuna
 import pytest
 import torch
-from tests.support import read_only
+from tests.support import invoke, read_only
 
 import normnas
 from normnas.config import parse_config
@@ -92,6 +92,22 @@ def test_an_output_path_through_a_file_or_onto_a_folder_is_named(
     with pytest.raises(ExportError) as info:
         final.export(out.model_path, tmp_path / target)
     assert message.format(d=tmp_path) in str(info.value)
+
+
+def test_report_onto_a_folder_suggests_an_html_name(tmp_path):
+    optuna.create_study(study_name="s", storage=f"sqlite:///{tmp_path / 'normnas.db'}")
+    (tmp_path / "out").mkdir()
+    result = invoke(["report", "--study", "s", "--out", "out"], tmp_path)
+    assert result.exit_code == 2
+    assert result.output.splitlines() == [
+        f"error: out: a folder; give a file name, e.g. {Path('out') / 's-report.html'}"
+    ]
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_prepare_out_suggests_the_callers_file_name(tmp_path):
+    with pytest.raises(ExportError, match=r"a folder; give a file name, e\.g\. .*/model\.onnx$"):
+        final.prepare_out(tmp_path, "model.onnx")
 
 
 def test_a_read_only_existing_output_file_is_kept(searched, tmp_path):

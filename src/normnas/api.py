@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -31,6 +32,7 @@ def search(
     device: str = "cpu",
     final: bool = True,
     progress: bool = False,
+    verbose: bool = True,
     train: dict[str, Any] | None = None,
     strategy_options: dict[str, Any] | None = None,
     space_options: dict[str, Any] | None = None,
@@ -69,6 +71,11 @@ def search(
     `space` may also be the path of a LayerSpace YAML file. Evolution's budget can be
     `generations` x `population_size` (the first generation is the random initial
     population; each later one is population_size children) instead of `trials`.
+    `verbose=True` (the default) logs one line per trial and the closing lines through the
+    `normnas` logger at INFO (see `normnas.log`); `verbose=False` is silent. When the model
+    returned is not a plain final retrain (the retrain was cut by `time` or ended below the
+    best trial's own network, which is then returned) a `FinalModelWarning` says so and
+    `outcome.final_note` holds the line.
     Raises `normnas.errors.SearchFailedError` (with the outcome as `.outcome`) when no
     trial succeeded, and another `UserError` for bad input, before any trial runs.
     """
@@ -114,14 +121,46 @@ def search(
         "final": final,
         "train": {**(train or {}), **({"epochs": epochs} if epochs is not None else {})},
     }
+    mode: bool | str = True if progress else ("log" if verbose else False)
     outcome = _run(
-        parse_config(cfg), space_obj, data_obj, progress=progress, started=started,
+        parse_config(cfg), space_obj, data_obj, progress=mode, started=started,
         evaluate=evaluate,
     )  # fmt: skip
+    _speak(outcome, verbose)
     if outcome.failure is not None:
         outcome.failure.outcome = outcome  # type: ignore[attr-defined]
         raise outcome.failure
     return outcome
+
+
+class FinalModelWarning(UserWarning):
+    """The model a search returned is not a plain final retrain (cut, or a trial's own)."""
+
+
+def _speak(outcome: SearchOutcome, verbose: bool) -> None:
+    """The run's closing lines through the `normnas` logger; a warning when the returned
+    model is worse than it looks (a retrain cut short, or a trial's weights in its place),
+    whatever `verbose` says."""
+    if outcome.final_note is not None:
+        warnings.warn(outcome.final_note, FinalModelWarning, stacklevel=4)  # the caller's line
+    if not verbose:
+        return
+    from normnas.log import get_logger
+
+    log = get_logger()
+    for note in outcome.notes:
+        if note != outcome.final_note:
+            log.info("note: %s", note)
+    if outcome.best is not None:
+        test = outcome.test_accuracy
+        log.info(
+            "best #%d%s; study %s in %s%s",
+            outcome.best.number,
+            "" if test is None else f": test accuracy {100 * test:.2f}%",
+            outcome.study.study_name,
+            outcome.storage,
+            "" if outcome.model_path is None else f"; model {outcome.model_path}",
+        )
 
 
 def _space_config(space: Any) -> dict[str, Any]:

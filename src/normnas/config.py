@@ -12,7 +12,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -25,6 +24,7 @@ from pydantic import (
 
 from normnas.search.records import OBJECTIVES
 from normnas.search.spaces import SPACE_NAMES
+from normnas.yaml_io import load_yaml_file
 
 
 def _objective(value: str) -> str:
@@ -492,15 +492,10 @@ def parse_config(
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
+    """The mapping of a run config file; ConfigError naming the file (and line) when it
+    cannot be read, is not YAML, repeats a key, or is not a mapping."""
     p = Path(path)
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"config {str(p)!r}: cannot read ({exc.strerror})") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"config {str(p)!r}:{where} not valid YAML") from None
+    data = load_yaml_file(p, f"config {str(p)!r}")
     if data is None:
         return {}
     if not isinstance(data, dict):

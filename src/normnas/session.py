@@ -24,17 +24,20 @@ from normnas.errors import SearchInterrupted, UserError
 from normnas.search import records as rec
 from normnas.search.runner import Budget, SearchSummary, run_search
 from normnas.search.setup import (
+    MIN_RETRAIN_S,
     Parts,
     build_parts,
     check_device,
     check_evaluate,
     check_fingerprint,
+    closing_s,
     failure_of,
     final_reserve,
     fingerprint,
     make_evaluator,
     make_study,
     resume_command,
+    trial_checkpoints,
     warm_up,
 )
 from normnas.search.spaces import space_spec
@@ -43,6 +46,7 @@ from normnas.search.study import (
     default_storage,
     open_storage,
     recover_interrupted,
+    safe_file_stem,
     storage_dir,
     versions,
 )
@@ -62,7 +66,9 @@ class SearchOutcome:
     storage: str
     recovered: list[int] = dataclasses.field(default_factory=list)
     final_s: float | None = None  # wall time of the final retrain
-    final_status: str | None = None  # "ok", or "timeout" when --time cut it short
+    final_status: str | None = None  # "ok"; "timeout" when --time cut it short; or
+    # "trial-weights" when the best trial's own network was kept instead (see final_note)
+    final_note: str | None = None  # why the model is not a plain retrain, when it is not
     failure: UserError | None = None  # set when no trial succeeded (the command exits 1)
     wall_s: float | None = None  # the whole run
     notes: list[str] = dataclasses.field(default_factory=list)  # lines for the user
@@ -84,7 +90,7 @@ def run_method(
     from normnas.oneshot.gradient_study import gradient_options, run_gradient
 
     options = gradient_options(cfg, parts.train_config)
-    checkpoint = storage_dir(url) / f"{cfg.study_name}.{cfg.method}.pt"
+    checkpoint = storage_dir(url) / f"{safe_file_stem(cfg.study_name)}.{cfg.method}.pt"
     max_time = None if budget.wall_s is None else budget.wall_s / 2
     result, evaluator = run_gradient(
         study, parts.space, parts.data, options, checkpoint, max_time_s=max_time,
@@ -104,6 +110,16 @@ def run_method(
         dedup=False,
         progress=_display(Budget(trials=1), cfg.objectives, progress),
     )
+
+
+def _reserve(cfg: RunConfig, study: optuna.Study, data: Any) -> Any:
+    """The wall time a search keeps free for what follows it (a function of the study)."""
+    if cfg.time is None:
+        return None
+    after = closing_s(cfg.time)
+    if not cfg.final:
+        return lambda: after
+    return lambda: final_reserve(study, data) + after
 
 
 def _display(budget: Budget, objectives: Any, mode: bool | str) -> Any:
@@ -166,7 +182,8 @@ def run(
     if not study.metric_names:
         with warnings.catch_warnings():  # experimental in Optuna, but what the dashboard reads
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            study.set_metric_names(list(cfg.objectives))
+            # names only ("f1", not "f1:maximize"): the directions are the study's own
+            study.set_metric_names([rec.parse_objective(o)[0] for o in cfg.objectives])
     wall = None if cfg.time is None else cfg.time - (time.monotonic() - t0)
     if wall is not None and wall <= 0:
         raise UserError(f"--time {cfg.time:g}s was used up before the search began (loading)")
@@ -224,7 +241,7 @@ def run(
                         parts.constraints,
                         dedup=cfg.dedup,
                         progress=_display(budget, cfg.objectives, progress),
-                        reserve_s=(lambda: final_reserve(study, parts.data)) if cfg.final else None,
+                        reserve_s=_reserve(cfg, study, parts.data),
                     )
     except KeyboardInterrupt:
         raise SearchInterrupted(
@@ -248,19 +265,32 @@ def run(
     front = rec.best_records(study)
     best = front[0] if front else None
     failure = failure_of(study, summary)
-    test_acc, model_path, final_s, final_status = None, None, None, None
+    test_acc, model_path, final_s, final_status, final_note = None, None, None, None, None
     if cfg.final and best is not None:
         from normnas.search import final
 
         arch = parts.space.from_params(best.params)
+        kept = trial_checkpoints(cfg.study_name, url).find(str(best.result.get("key", "")))
         tc = parts.train_config
+        no_time = False
         if cfg.time is not None:
-            left = max(cfg.time - (time.monotonic() - t0), 1.0)
+            # what follows the retrain (test, save, diagnostics, report) has its share too
+            left = cfg.time - (time.monotonic() - t0) - closing_s(cfg.time)
+            no_time = left < MIN_RETRAIN_S
             cap = tc.max_time_s
+            left = max(left, 1.0)
             tc = dataclasses.replace(tc, max_time_s=left if cap is None else min(cap, left))
         f0 = time.monotonic()
         try:
-            fm = final.retrain(parts.space, arch, parts.data, tc, cfg.study_name, best.number)
+            if no_time and kept is not None:
+                fm, final_note = final.from_trial(
+                    kept, parts.data, best.number, cfg.study_name,
+                    f"no time was left in --time {cfg.time:g}s for a final retrain; trial "
+                    f"#{best.number}'s own network scored",
+                )  # fmt: skip
+            else:
+                fm = final.retrain(parts.space, arch, parts.data, tc, cfg.study_name, best.number)
+                fm, final_note = final.choose_final(fm, parts.data, kept, best.number)
         except KeyboardInterrupt:
             raise SearchInterrupted(
                 "final retrain stopped; the search's trials are all kept",
@@ -268,22 +298,22 @@ def run(
             ) from None
         final_s = time.monotonic() - f0
         final_status = str(fm.checkpoint.get("final_status", "ok"))
-        model_path = final.save(fm, storage_dir(url) / f"{cfg.study_name}-best.pt")
+        if final_note is not None:  # said apart from the notes: a warning, wherever read
+            fm.checkpoint.setdefault("note", final_note)
+        model_path = final.save(fm, storage_dir(url) / f"{safe_file_stem(cfg.study_name)}-best.pt")
         test_acc = fm.test_accuracy
         study.set_user_attr("model_path", str(model_path))
         study.set_user_attr("test_accuracy", test_acc)
         study.set_user_attr("final_s", final_s)
+        study.set_user_attr("final_source", str(fm.checkpoint.get("source", "retrain")))
+        study.set_user_attr("final_note", final_note)
         from normnas.search.final_diagnostics import record_final_model
 
+        left = None if cfg.time is None else cfg.time - (time.monotonic() - t0)
         try:  # BN diagnostics, costs and latency: a report needs only the storage then
-            record_final_model(study, model_path)
+            record_final_model(study, model_path, time_left_s=left)
         except Exception as e:  # a figure for the report, never a reason to fail the run
             notes.append(f"final model diagnostics not recorded: {type(e).__name__}: {e}")
-        if final_status == "timeout":
-            notes.append(
-                f"the final retrain was cut by --time after {fm.checkpoint.get('epochs_run')} of "
-                f"{tc.epochs} epochs; its test accuracy is of that shorter training"
-            )
     return SearchOutcome(
         study,
         summary,
@@ -295,6 +325,7 @@ def run(
         recovered,
         final_s=final_s,
         final_status=final_status,
+        final_note=final_note,
         failure=failure,
         wall_s=time.monotonic() - t0,
         notes=notes,

@@ -127,7 +127,7 @@ def test_a_killed_ablation_resumes_without_redoing_finished_cells(tmp_path: Path
     }
     rerun = invoke(args, tmp_path)  # in this process: the killed one's pid is gone
     assert rerun.exit_code == 0, rerun.output
-    assert "re-queued 1 run(s) cut short" in rerun.output
+    assert "re-queued 1 run cut short" in rerun.output
     study = _study(url)
     after = {t.number: t for t in study.get_trials(deepcopy=False)}
     for number, (params, values, completed, attrs) in before.items():  # intact

@@ -64,3 +64,34 @@ def test_malformed_table_exits_2_with_one_line_naming_file_and_column(tmp_path):
 def test_bad_arguments_exit_2(args, needle):
     result = CliRunner().invoke(app, ["bench", "nb201", *args])
     assert result.exit_code == 2 and needle in result.stderr
+
+
+def test_a_partial_table_warns_on_stderr_and_in_the_result(tmp_path):
+    from tests.bench.conftest import SPACE, write_table
+
+    path = write_table(tmp_path / "part.csv", SPACE.all()[:203])  # 1.3% of the cells
+    args = ["bench", "nb201", "-s", "random", "-r", "2", "-b", "1000", "--table", str(path)]
+    result = CliRunner().invoke(app, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    expected = (
+        f"{path}: partial table: 203 of the 15,625 NAS-Bench-201 cells, 153 of the 4,930 "
+        "classes of equivalent cells (3.1%); searches cannot pick the missing ones"
+    )
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"warning: {expected}")
+    assert json.loads(result.stdout)["warning"].startswith(expected)
+    text = CliRunner().invoke(app, args)
+    assert text.exit_code == 0, text.output
+    assert "(a partial table: see the warning)" in text.stdout
+
+
+def test_a_table_with_one_cell_of_every_class_is_complete(tmp_path):
+    from tests.bench.conftest import SPACE, write_table
+
+    from normnas.bench.table import NB201Table
+
+    one_each = sorted({SPACE.canonical(a) for a in SPACE.all()})
+    table = NB201Table.load(write_table(tmp_path / "classes.csv", one_each))
+    assert table.coverage() == (4930, 4930) and table.coverage_warning() is None
+    # the evaluator answers every cell from its class's row: nothing is out of reach
+    assert run_bench("random", 1, 1000.0, table=table).warning is None

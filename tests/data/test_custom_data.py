@@ -10,6 +10,7 @@ import torch
 from PIL import Image
 
 from normnas.data import load
+from normnas.data.common import DataWarning
 from normnas.errors import DataError
 
 
@@ -157,3 +158,24 @@ def test_folder_unreadable_image_names_the_file(tmp_path: Path) -> None:
 def test_folder_without_class_folders(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="no class sub-folders"):
         load(f"folder:{tmp_path}")
+
+
+def test_folder_reads_nested_images_and_says_how_many(tmp_path: Path) -> None:
+    images = _folder(tmp_path, n=6)
+    for i in range(4):  # cat/2023/jan/…: a class split by date is still one class
+        _save(tmp_path / "cat" / "2023" / "jan" / f"n{i}.png", next(iter(images.values())), "RGB")
+    for i in range(5):  # a class whose images are all nested
+        _save(tmp_path / "bird" / "shots" / f"{i}.png", next(iter(images.values())), "RGB")
+    # a notebook's hidden copy (of another size) is not data: it is skipped, not read
+    _save(tmp_path / "dog" / ".ipynb_checkpoints" / "00.png", np.zeros((9, 9, 3), np.uint8), "RGB")
+    with pytest.warns(DataWarning) as caught:
+        b = load(f"folder:{tmp_path}")
+    assert b.classes == ["bird", "cat", "dog"]
+    assert len(b.train) + len(b.valid) + len(b.test) == 5 + 10 + 6
+    messages = sorted(str(w.message) for w in caught if "sub-folders" in str(w.message))
+    assert messages == [
+        f"{tmp_path / 'bird'}: 5 of the 5 images of class 'bird' are in its sub-folders; "
+        "they were read as that class",
+        f"{tmp_path / 'cat'}: 4 of the 10 images of class 'cat' are in its sub-folders; "
+        "they were read as that class",
+    ]

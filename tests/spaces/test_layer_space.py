@@ -366,3 +366,54 @@ def test_a_yaml_layer_space_exports_to_keras_equal_to_pytorch(layer_study: Path)
     with torch.no_grad():
         want = model(x).numpy()
     assert np.abs(keras_outputs(keras_model, x) - want).max() <= 1e-4
+
+
+@pytest.mark.parametrize(
+    ("layers", "message"),
+    [
+        ([{"type": "conv", "filters": 8}, {"type": "pool"},
+          {"type": "conv", "filters": 8, "repeat": 10000}],
+         r"^layers\[2\] \(conv\): repeat: exceeds the limit of 256 copies, got 10000$"),
+        ([{"type": "dropout", "rate": 0.1, "repeat": [1, 257]}],
+         r"^layers\[0\] \(dropout\): repeat: exceeds the limit of 256 copies, got 257$"),
+        # repeats inside a repeated group multiply: 100 groups of at least 20 convs
+        ([{"type": "residual", "repeat": 100,
+           "layers": [{"type": "conv", "filters": 4, "repeat": [20, 30]}]}],
+         r"^layers: the smallest network of this space has 2,000 layers .* over the limit of "
+         r"1,024; use fewer repeats$"),
+    ],
+)  # fmt: skip
+def test_repeats_beyond_what_a_trial_can_build_are_refused(layers, message) -> None:
+    with pytest.raises(ValueError, match=message):
+        LayerSpace(layers, input_size=8)
+
+
+def test_the_depth_limit_counts_the_smallest_network_only() -> None:
+    # optional layers out and each repeat at its fewest: 256 + 1 layers, within the limit
+    space = LayerSpace(
+        [{"type": "activation", "activation": "relu", "repeat": [1, 256]},
+         {"type": "dropout", "rate": 0.1, "repeat": 256},
+         {"type": "conv", "filters": 4, "repeat": 256, "optional": True}],
+        input_size=8,
+    )  # fmt: skip
+    assert space.to_dict()["layers"][1]["repeat"] == 256
+
+
+def test_a_residual_inside_a_residual_computes_x_plus_f_of_x_plus_g_of_x() -> None:
+    conv = {"type": "conv", "filters": 4, "norm": "none"}
+    inner = {"type": "residual", "layers": [{**conv, "activation": "relu"}]}  # x + g(x)
+    space = LayerSpace(
+        [{"type": "residual", "layers": [inner, {**conv, "activation": "gelu"}]}], input_size=6
+    )
+    arch = space.sample(np.random.default_rng(0))
+    assert space.to_str(arch).startswith("residual[residual[conv(filters=4")
+    assert space.from_str(space.to_str(arch)) == arch
+    torch.manual_seed(0)
+    model = space.build(arch, num_classes=3, in_channels=4).eval()
+    (outer_group,) = model.features
+    inner_group, f_block = outer_group.body
+    g_conv, f_conv = inner_group.body[0].body[0], f_block.body[0]
+    x = torch.randn(2, 4, 6, 6)
+    g = torch.relu(nn.functional.conv2d(x, g_conv.weight, g_conv.bias, padding=1))
+    f = nn.functional.gelu(nn.functional.conv2d(x + g, f_conv.weight, f_conv.bias, padding=1))
+    assert torch.allclose(model.features(x), x + f, atol=1e-6)

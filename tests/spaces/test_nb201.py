@@ -121,6 +121,31 @@ def test_param_count_formula_matches_built_networks() -> None:
     assert space.param_count(arch, **kwargs) == _count(space.build(arch, **kwargs))
 
 
+def test_op_count_formula_matches_counting_the_built_networks() -> None:
+    from normnas.train.cost import count_ops
+
+    # small networks (C=4, N=2 on 8 x 8): counting the full-size one takes seconds
+    small = {"C": 4, "N": 2, "num_classes": 7, "in_channels": 1}
+    rng = np.random.default_rng(1)
+    archs = [space.sample(rng) for _ in range(10)]
+    archs += [("none",) * 6, space.from_str(RESNET), space.from_str(ALL_3X3)]
+    for arch in archs:  # none edges, zero nodes, every op
+        ops = count_ops(space.build(arch, **small), (1, 8, 8))
+        assert space.op_count(arch, **small, image_size=8) == (ops.flops, ops.macs), arch
+    # the benchmark's size: the MACs of a cell without convs (7,783,040, see test_cost) ...
+    flops, macs = space.op_count(("skip_connect",) * 6)
+    assert macs == 7_783_040
+    # ... and its other work: stem BN; per skip cell 3 node adds; two reduction blocks
+    # (ReLU in and out, 2 BN, a 2x2 pool, the add); head BN, ReLU and global pool
+    stem = 16 * 32 * 32
+    cells = 5 * 3 * (16 * 32 * 32 + 32 * 16 * 16 + 64 * 8 * 8)
+    reductions = sum(
+        c_in * hw * hw + 4 * c_out * (hw // 2) ** 2 + 4 * c_in * (hw // 2) ** 2
+        for c_in, c_out, hw in ((16, 32, 32), (32, 64, 16))
+    )
+    assert flops - macs == stem + cells + reductions + 3 * 64 * 8 * 8
+
+
 def test_network_structure_and_forward() -> None:
     model = space.build(space.from_str(RESNET), num_classes=7, in_channels=1, C=8, N=1)
     model.train()

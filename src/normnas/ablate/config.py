@@ -93,22 +93,15 @@ class AblateConfig(BaseModel):
 
 
 def load_ablate_config(path: Path | None, overrides: Mapping[str, Any]) -> AblateConfig:
-    """The YAML file (yaml.safe_load) with the flags that were given on top (dotted keys,
-    "ray.address", reach into the file's mappings)."""
-    import yaml
+    """The YAML file (safe_load, a repeated key refused) with the flags that were given on
+    top (dotted keys, "ray.address", reach into the file's mappings)."""
+    from normnas.yaml_io import load_yaml_file
 
     data: dict[str, Any] = {}
     source = None
     if path is not None:
         source = str(path)
-        try:
-            text = Path(path).read_text(encoding="utf-8")
-        except OSError as err:
-            raise ConfigError(f"--config {path}: cannot read it ({err.strerror})") from None
-        try:
-            loaded = yaml.safe_load(text)
-        except yaml.YAMLError as err:
-            raise ConfigError(f"--config {path}: not valid YAML ({err})".splitlines()[0]) from None
+        loaded = load_yaml_file(path, f"--config {path}")
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError(f"--config {path}: expected a mapping of keys, got a list or value")
         data = dict(loaded or {})

@@ -46,6 +46,7 @@ from normnas.search import records as rec
 from normnas.search.runner import Budget, run_search
 from normnas.search.study import default_storage, open_storage, open_study, recover_interrupted
 from normnas.spaces import MacroArch, MacroSpace
+from normnas.text import plural
 
 EXIT_INTERRUPTED = 130  # a worker stopped by SIGINT/SIGTERM (or its parent's death)
 ABLATE_ATTR = "normnas_ablate"  # study user attribute: fingerprint, design, seeds, command
@@ -259,7 +260,7 @@ def run_ablation(
     design = recorded(study, print_)
     recovered = recover_interrupted(study)
     if recovered:
-        notes.append(f"re-queued {len(recovered)} run(s) cut short by an earlier kill")
+        notes.append(f"re-queued {plural(len(recovered), 'run')} cut short by an earlier kill")
 
     def time_left() -> float | None:
         return None if cfg.time is None else cfg.time - (time.monotonic() - t0)
@@ -283,8 +284,10 @@ def run_ablation(
         )
     runs = len(design.cells) * len(seeds)
     echo(f"ablation {name} in {url}")
-    epochs = f"{cfg.epochs} epoch{'s' if cfg.epochs != 1 else ''}"
-    echo(f"design: {design.describe()}; {len(seeds)} seeds -> {runs} runs of {epochs}")
+    echo(
+        f"design: {design.describe()}; {plural(len(seeds), 'seed')} -> "
+        f"{plural(runs, 'run')} of {plural(cfg.epochs, 'epoch')}"
+    )
     space = AblationSpace(design, seeds, macro, base_arch)
     study = open_study(name, storage, ["maximize"], DesignSampler(space), NopPruner())
     _enqueue_missing(study, space)

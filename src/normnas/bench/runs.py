@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import multiprocessing as mp
 import time
+import warnings
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -25,7 +26,7 @@ import numpy as np
 import optuna
 
 from normnas.bench.proxy_scores import ProxyScores
-from normnas.bench.table import NB201Table, TableEvaluator
+from normnas.bench.table import NB201Table, PartialTableWarning, TableEvaluator
 from normnas.errors import ConfigError
 from normnas.proxies.warmup import seed_count, seed_study
 from normnas.search.runner import Budget, SearchSummary, run_search
@@ -58,6 +59,7 @@ class BenchResult:
     outcomes: list[RunOutcome] = field(default_factory=list, repr=False)
     proxy_warmup: int = 0  # cells scored by proxies before each search (0: no warm-up)
     mean_warmup_s: float = 0.0  # their measured seconds, charged to each run's budget
+    warning: str | None = None  # a partial table (NB201Table.coverage_warning), else None
 
     def summary(self) -> dict[str, Any]:
         """The JSON object of `normnas bench nb201 --json`."""
@@ -68,6 +70,8 @@ class BenchResult:
         if self.proxy_warmup:
             out["proxy_warmup"] = self.proxy_warmup
             out["mean_warmup_s"] = self.mean_warmup_s
+        if self.warning:
+            out["warning"] = self.warning
         return out
 
     def outcomes_dicts(self) -> list[dict[str, Any]]:
@@ -204,6 +208,9 @@ def run_bench(
     make_sampler(strategy, NB201Space(), seed=seed, **options)  # unknown name/option: fail now
     t0 = time.perf_counter()
     tab = table if isinstance(table, NB201Table) else NB201Table.load(table)
+    partial = tab.coverage_warning()
+    if partial:  # say so before the runs, and keep it in the result (its JSON, its report)
+        warnings.warn(partial, PartialTableWarning, stacklevel=2)
     seeds = [seed + r for r in range(runs)]
     processes = min(processes, runs)
     if processes == 1:
@@ -238,4 +245,5 @@ def run_bench(
         outcomes=outcomes,
         proxy_warmup=proxy_warmup,
         mean_warmup_s=round(float(np.mean([o.warmup_s for o in outcomes])), 3),
+        warning=partial,
     )

@@ -37,6 +37,10 @@ class TableError(ValueError):
     """A table file that is not in the NAS-Bench-201 CSV format; the message is one line."""
 
 
+class PartialTableWarning(UserWarning):
+    """A table without a row for some classes of cells: results describe part of the space."""
+
+
 @dataclass(frozen=True)
 class NB201Table:
     """One row per cell: the search reads `valid_acc_12ep`; `test_acc_200ep` is for reports."""
@@ -128,6 +132,29 @@ class NB201Table:
     def query_cost_s(self, row: int) -> float:
         return QUERY_EPOCHS * float(self.train_time_per_epoch_s[row])
 
+    def coverage(self) -> tuple[int, int]:
+        """(classes of equivalent cells with a row here, classes in the whole space).
+
+        Classes, not cells: a missing cell is answered by an equivalent one's row (see
+        `TableEvaluator`), so only a class without any row is out of a search's reach.
+        """
+        space = NB201Space()
+        present = {space.canonical(a) for a in self.archs}
+        return len(present), len({space.canonical(a) for a in space.all()})
+
+    def coverage_warning(self) -> str | None:
+        """One line when the table lacks whole classes of cells (None when it has them all):
+        a search on it can never pick those, so its result is not the full benchmark's."""
+        classes, total = self.coverage()
+        if classes == total:
+            return None
+        return (
+            f"{self.path}: partial table: {len(self):,} of the {len(NB201Space()):,} "
+            f"NAS-Bench-201 cells, {classes:,} of the {total:,} classes of equivalent cells "
+            f"({100 * classes / total:.1f}%); searches cannot pick the missing ones, so "
+            "the result is not comparable with the full benchmark's"
+        )
+
 
 def _number(name: str, line_no: int, column: str, cell: str) -> float:
     try:
@@ -154,6 +181,8 @@ class TableEvaluator:
     (they compute the same function); with none, the query fails at zero cost. The official
     tables cover all 15,625 cells, so that only happens with partial custom tables.
     `extra` holds the table row and `test_acc_200ep` for reports; samplers never read it.
+    params, FLOPs and MACs are those of the benchmark's network for CIFAR-10 (32 x 32, 10
+    classes), computed by formula (`NB201Space.param_count`, `op_count`).
     """
 
     def __init__(self, table: NB201Table, space: NB201Space | None = None) -> None:
@@ -184,10 +213,13 @@ class TableEvaluator:
                 f"{self.table.path}",
             )
         t = self.table
+        flops, macs = self.space.op_count(arch)  # by formula: a query stays instant
         return TrialResult(
             status="ok",
             accuracy=float(t.valid_acc_12ep[row]) / 100.0,
             params=self.space.param_count(arch),
+            flops=flops,
+            macs=macs,
             cost_s=t.query_cost_s(row),
             extra={"row": row, "test_acc_200ep": float(t.test_acc_200ep[row])},
         )

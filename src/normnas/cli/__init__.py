@@ -6,9 +6,11 @@ from __future__ import annotations
 import typer
 
 from normnas import __version__
+from normnas.cli.errors import OneLineErrorsGroup
 
 app = typer.Typer(
     name="normnas",
+    cls=OneLineErrorsGroup,  # a bad flag or command: one `error:` line, not a usage box
     help="Neural architecture search where normalization is a first-class design choice.",
     no_args_is_help=True,
     add_completion=False,

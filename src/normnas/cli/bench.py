@@ -9,6 +9,7 @@ from typing import NoReturn
 import typer
 
 from normnas.cli.errors import reported
+from normnas.text import plural
 
 bench_app = typer.Typer(
     help="Score strategies on tabular benchmarks (simulated time, seconds of real time).",
@@ -97,11 +98,13 @@ def nb201(
         return
     typer.echo(
         f"nb201 {strategy}: test accuracy of the pick {result.mean_test_acc:.2f} ± "
-        f"{result.std_test_acc:.2f} % over {runs} runs (seeds {seed}..{seed + runs - 1}), "
+        f"{result.std_test_acc:.2f} % over {plural(runs, 'run')} "
+        f"(seeds {seed}..{seed + runs - 1}), "
         f"budget {budget:g} s, {result.mean_queries:.1f} queries/run, "
         f"wall {result.wall_s:.1f} s  [{tab.path}]"
+        + (" (a partial table: see the warning)" if result.warning else "")
         + (
-            f", proxy warm-up {proxy_warmup} cells ({', '.join(scores.proxies)}): "
+            f", proxy warm-up {plural(proxy_warmup, 'cell')} ({', '.join(scores.proxies)}): "
             f"{result.mean_warmup_s:.1f} s charged per run"
             if scores is not None
             else ""

@@ -5,17 +5,28 @@ Each command is wrapped by `reported`; the exit code comes from `normnas.errors.
 that is not ours is a bug: one line saying so, exit 70, and the traceback only with
 NORMNAS_DEBUG=1 — except `ValueError` and `OSError`, which the spaces, samplers and file
 readers raise for bad input (exit 2, as a UserError).
+
+Errors of the command line itself (a bad option value, a missing or unknown option, no such
+command) are click's; `OneLineErrorsGroup` prints those as the same one `error:` line
+instead of click's usage block and framed box, with click's exit code (2).
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, NoReturn, TypeVar
 
 import typer
+from typer.core import TyperGroup
+
+try:  # typer >= 0.22 carries its own copy of click; older ones use click itself
+    from typer._click import exceptions as _click_errors
+except ImportError:  # pragma: no cover - depends on the installed typer
+    from click import exceptions as _click_errors  # type: ignore[no-redef]
 
 from normnas.errors import SearchInterrupted, exit_code, one_line
 
@@ -26,6 +37,40 @@ INTERNAL_ERROR = 70  # EX_SOFTWARE
 def fail(message: str, code: int = 2) -> NoReturn:
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code)
+
+
+class OneLineErrorsGroup(TyperGroup):
+    """The root command group: a command-line error (parsed in `make_context` for the root's
+    own options, in `invoke` for the subcommand's name and options) is one `error:` line."""
+
+    def make_context(self, *args: Any, **kwargs: Any) -> Any:
+        with _one_line_click_errors():
+            return super().make_context(*args, **kwargs)
+
+    def invoke(self, ctx: Any) -> Any:
+        with _one_line_click_errors():
+            return super().invoke(ctx)
+
+
+@contextlib.contextmanager
+def _one_line_click_errors() -> Iterator[None]:
+    # NoArgsIsHelpError (`normnas bench` alone) is click's way to show the help: keep it
+    no_args_help = getattr(_click_errors, "NoArgsIsHelpError", ())
+    try:
+        yield
+    except no_args_help:
+        raise
+    except _click_errors.ClickException as exc:
+        fail(_click_message(exc), exc.exit_code)
+
+
+def _click_message(exc: Any) -> str:
+    """click's message on one line, with where to find the valid options."""
+    message = " ".join(exc.format_message().split())
+    ctx = getattr(exc, "ctx", None)
+    if isinstance(exc, _click_errors.UsageError) and ctx is not None:
+        message += f" (see '{ctx.command_path} --help')"
+    return message
 
 
 def _show_warning(message: Warning | str, category: type[Warning], *_: Any, **__: Any) -> None:

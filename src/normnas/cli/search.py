@@ -210,6 +210,8 @@ def run_and_report(
     else:
         print_outcome(outcome, cfg)
     report_after_search(outcome)
+    if outcome.final_note is not None:  # last, where it is read: the model is not what it seems
+        typer.echo(f"warning: {outcome.final_note}", err=True)
     if outcome.failure is not None:
         raise outcome.failure
 
@@ -324,12 +326,17 @@ def export(
         _fail(f"--format: unknown format {fmt!r}; valid: {', '.join(FORMATS)}")
     from normnas.search import final
 
-    out = final.prepare_out(out)  # an unwritable --out fails before a long retrain
+    # an unwritable --out fails before a long retrain; a folder: suggest a name of the format
+    example = {"onnx": "model.onnx", "keras": "model.keras"}.get(fmt, "model.pt")
+    out = final.prepare_out(out, example)
     check_format(fmt, out)  # and so does a missing extra
     s, url = _open(study, storage)
     checkpoint = final.ensure_final_model(s, url, data=data, data_root=data_root)
     done = export_model(checkpoint, out, fmt=fmt, fold_bn=fold_bn)
     typer.echo(f"wrote {done.path} ({done.note})")
+    note = final.checkpoint_note(checkpoint)
+    if note:  # the exported model is not a plain retrain: say so where the file is named
+        typer.echo(f"warning: {note}", err=True)
 
 
 def register(app: typer.Typer) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tokenize
+import warnings
 import zipfile
 import zlib
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from normnas.data.common import (
+    DataWarning,
     check_images,
     check_split_args,
     infer_num_classes,
@@ -172,6 +174,32 @@ def load_npz(
     )
 
 
+def _class_images(folder: Path) -> list[Path]:
+    """Every image file of one class: in `folder` or any sub-folder of it, sorted by path.
+
+    Nested images are read rather than dropped (a class split into sub-folders by date or
+    source is still one class), and a DataWarning says how many came from sub-folders so
+    a folder that was meant as a separate class does not go unnoticed. Hidden sub-folders
+    (.ipynb_checkpoints, .thumbnails) hold copies or caches, not data: they are skipped.
+    """
+    images = sorted(
+        p
+        for p in folder.rglob("*")
+        if p.suffix.lower() in IMAGE_SUFFIXES
+        and p.is_file()
+        and not any(part.startswith(".") for part in p.relative_to(folder).parts[:-1])
+    )
+    nested = sum(1 for p in images if p.parent != folder)
+    if nested:
+        warnings.warn(
+            f"{folder}: {nested} of the {len(images)} images of class {folder.name!r} are in "
+            "its sub-folders; they were read as that class",
+            DataWarning,
+            stacklevel=2,
+        )
+    return images
+
+
 def _read_class_folders(root: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
     from PIL import Image, UnidentifiedImageError
 
@@ -180,7 +208,7 @@ def _read_class_folders(root: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
         raise DataError(f"{root}: no class sub-folders (expected one folder of images per class)")
     files: list[tuple[Path, int]] = []
     for label, cls in enumerate(classes):
-        images = sorted(p for p in (root / cls).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        images = _class_images(root / cls)
         if not images:
             raise DataError(f"{root / cls}: empty class folder (no .png/.jpg/.jpeg images)")
         files.extend((p, label) for p in images)
@@ -217,7 +245,8 @@ def _read_class_folders(root: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
 def load_folder(
     path: Path, valid_fraction: float = 0.1, seed: int = 0, num_classes: int | None = None
 ) -> DataBundle:
-    """PNG/JPEG images in one sub-folder per class (sorted names = labels 0..K-1).
+    """PNG/JPEG images in one sub-folder per class (sorted names = labels 0..K-1); a class's
+    images are all those under its folder, at any depth (a warning counts the nested ones).
 
     If PATH has `train/` and `test/` sub-folders, those are the splits; otherwise a fixed
     stratified 20% is the test split. All images must have one size; grey stays 1 channel.

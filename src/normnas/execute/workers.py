@@ -41,6 +41,7 @@ from typing import Any
 from normnas.config import RunConfig
 from normnas.search.events import ProgressDisplay, StudyFollower
 from normnas.search.runner import Budget
+from normnas.text import plural
 
 EXIT_INTERRUPTED = 130  # a worker stopped by SIGINT/SIGTERM (or its parent's death)
 EXIT_ERROR = 3  # a worker whose search raised; its error went to the parent
@@ -80,7 +81,11 @@ class WorkerDeath:
         )
         rest = ""
         if self.left is None or self.left > 0:
-            share = "the rest of its time" if self.left is None else f"its {self.left} trials left"
+            share = (
+                "the rest of its time"
+                if self.left is None
+                else f"its {plural(self.left, 'trial')} left"
+            )
             rest = (
                 f"; a new worker took over {share}"
                 if self.replaced

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from normnas.errors import ExportError
-from normnas.export._common import TOLERANCE, Exported
+from normnas.export._common import TOLERANCE, Exported, fold_note
 from normnas.export.keras import export_keras, keras_module, to_keras
 from normnas.export.onnx import OPSET, export_onnx, onnx_modules
 
@@ -56,7 +56,12 @@ def export(
     from normnas.search import final
 
     path = final.export(checkpoint, out, fold_bn=fold_bn, fmt=fmt)
-    return Exported(path, fmt, f"{fmt}{', BN folded' if fold_bn else ''}")
+    if not fold_bn:
+        return Exported(path, fmt, fmt)
+    from normnas.nn import fold_bn as fold
+
+    model, _ = final.load(checkpoint)  # what was folded, counted as the ONNX export counts
+    return Exported(path, fmt, f"{fmt}, {fold_note(model, fold(model))}")
 
 
 __all__ = [

@@ -62,6 +62,16 @@ def max_difference(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.max(np.abs(a.astype(np.float64) - b.astype(np.float64)), initial=0.0))
 
 
+def fold_note(model: nn.Module, folded: nn.Module) -> str:
+    """`N of M BatchNorm folded`: of `model`'s M BatchNorm layers, the N that `folded` (its
+    `fold_bn`) no longer has. A model without BN says 0 of 0, never just "BN folded"."""
+    from normnas.nn import is_batchnorm
+
+    before = sum(1 for m in model.modules() if is_batchnorm(m))
+    after = sum(1 for m in folded.modules() if is_batchnorm(m))
+    return f"{before - after} of {before} BatchNorm folded"
+
+
 def check_close(path: Path, runtime: str, difference: float) -> None:
     """ExportError naming `path` when `runtime`'s outputs are further than TOLERANCE away."""
     if not difference <= TOLERANCE:  # also catches NaN

@@ -57,6 +57,7 @@ from normnas.export._common import (
     Exported,
     check_close,
     check_inputs,
+    fold_note,
     max_difference,
     require,
     torch_outputs,
@@ -145,7 +146,7 @@ def export_keras(
     from normnas.search.final import _write_whole, load, prepare_out
 
     keras = keras_module()  # a missing extra fails before any work
-    out = prepare_out(out)
+    out = prepare_out(out, "model.keras")
     if out.suffix != ".keras":
         raise ExportError(f"{out}: a Keras model file must end in .keras (--out)")
     model, ckpt = load(checkpoint)
@@ -168,8 +169,8 @@ def export_keras(
     path = _write_whole(out, lambda f: f.write(data))
     note = (
         f"keras {keras.__version__}, channels_last input (N, H, W, C), "
-        f"{len(keras_model.layers)} layers{', BN folded' if fold else ''}; Keras equals "
-        f"PyTorch within {difference:.1e} on {len(x)} inputs"
+        f"{len(keras_model.layers)} layers{', ' + fold_note(model, exported) if fold else ''}; "
+        f"Keras equals PyTorch within {difference:.1e} on {len(x)} inputs"
     )
     return Exported(path, "keras", note)
 

@@ -131,7 +131,7 @@ def export_onnx(
     from normnas.search.final import _write_whole, load, prepare_out
 
     onnx_modules()  # a missing extra fails before any work
-    out = prepare_out(out)
+    out = prepare_out(out, "model.onnx")
     model, ckpt = load(checkpoint)
     batchnorms = sum(1 for m in model.modules() if is_batchnorm(m))
     folds = len(find_foldable_pairs(model))

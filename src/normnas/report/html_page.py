@@ -17,6 +17,7 @@ import optuna
 from normnas.report import sections
 from normnas.report.diagnostics import final_model_of
 from normnas.report.study_data import FINAL_MODEL_ATTR, load
+from normnas.text import plural
 
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;color:#222;
@@ -139,7 +140,8 @@ def build_report(study: optuna.Study, storage: str, measure: bool = True) -> str
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>normnas report: {escape(data.name)}</title><style>{CSS}</style></head><body>"
         f"<header><h1>normnas report: {escape(data.name)}</h1>"
-        f"<p>{len(data.rows)} trials · {escape(', '.join(data.objectives))} · made {made} "
+        f"<p>{plural(len(data.rows), 'trial')} · {escape(', '.join(data.objectives))} · "
+        f"made {made} "
         f"from the storage alone</p><nav>{nav}</nav></header><main>"
         + "".join(parts)
         + f"</main><script>{SCRIPT}</script></body></html>\n"
@@ -150,8 +152,10 @@ def write_report(study: optuna.Study, storage: str, out: str | Path) -> Path:
     """Write the report to `out` whole (a temporary file renamed over it); returns the path."""
     from normnas.errors import ExportError
     from normnas.search.final import prepare_out
+    from normnas.search.study import safe_file_stem
 
-    path = prepare_out(out)
+    # a folder: suggest the file (the name made safe, as the default report path is)
+    path = prepare_out(out, f"{safe_file_stem(study.study_name)}-report.html")
     html = build_report(study, storage)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
@@ -165,6 +169,6 @@ def write_report(study: optuna.Study, storage: str, out: str | Path) -> Path:
 
 def default_report_path(study_name: str, storage: str) -> Path:
     """Where `normnas search` puts a study's report: beside its storage, NAME-report.html."""
-    from normnas.search.study import storage_dir
+    from normnas.search.study import study_file
 
-    return storage_dir(storage) / f"{study_name}-report.html"
+    return study_file(storage, study_name, "-report.html")

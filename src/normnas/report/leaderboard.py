@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from normnas.report.formats import UNRELIABLE_MARK, fmt, latency_warning
 from normnas.report.status import counts, secs
 from normnas.search import records as rec
 from normnas.search.spaces import network_part
@@ -35,6 +36,16 @@ _MACRO_BLOCK = re.compile(r"w(\d+)-k(\d+)-(\w+)-(\w+)-(\w+)-(res|plain)")
 _PLACE = {"conv_norm_act": "cna", "conv_act_norm": "can", "norm_act_conv": "nac"}
 _OPS = {"none": "-", "skip_connect": "id", "nor_conv_1x1": "c1", "nor_conv_3x3": "c3",
         "avg_pool_3x3": "ap"}  # fmt: skip
+_OP_NAMES = {"nor_conv_3x3": "conv 3×3", "nor_conv_1x1": "conv 1×1", "avg_pool_3x3": "avg pool 3×3",
+             "skip_connect": "skip", "none": "none"}  # fmt: skip
+MACRO_LEGEND = (
+    "arch: width/kernel norm·placement (cna conv→norm→act, can conv→act→norm, "
+    "nac norm→act→conv), + residual"
+)
+NB201_LEGEND = (
+    "arch: the cell's op on each edge, by the node it enters (node 1 | node 2 from 0, 1 | "
+    "node 3 from 0, 1, 2): " + ", ".join(f"{_OPS[op]} {name}" for op, name in _OP_NAMES.items())
+)
 
 
 def _block(m: re.Match[str]) -> str:
@@ -53,7 +64,7 @@ def compact(arch: str) -> str:
         text = re.sub(r"\] \[", " | ", _MACRO_BLOCK.sub(_block, text))
         text = text.replace("[", "").replace("]", "").replace(", ", " ")
         return re.sub(r" dropout=0\.0$", "", text).replace(" dropout=", " drop ")
-    if text.startswith("|") and "~" in text:  # NB201: |op~0|+|op~0|op~1|+|op~0|op~1|op~2|
+    if _is_nb201(text):  # NB201: |op~0|+|op~0|op~1|+|op~0|op~1|op~2|
         nodes = [n.strip("|").split("|") for n in text.split("+")]
         return " | ".join(" ".join(_OPS.get(op.split("~")[0], op) for op in n) for n in nodes)
     return text
@@ -82,14 +93,18 @@ def norm_choices(space: Any, params: dict[str, Any]) -> str:
     return ", ".join(f"{t} ×{n}" if n > 1 else t for t, n in counts.items())
 
 
-def _fmt(value: Any, kind: str) -> str:
-    if value is None:
-        return "-"
-    if kind == "acc":
-        return f"{100 * value:.2f}%"
-    if kind == "int":
-        return f"{value / 1e3:,.1f}k" if value < 1e6 else f"{value / 1e6:,.2f}M"
-    return f"{value:.2f}"
+def _is_nb201(arch: str) -> bool:
+    text = arch.strip()
+    return text.startswith("|") and "~" in text
+
+
+def legend(archs: list[str]) -> str:
+    """The caption's key to the arch column: NB201 cells or macro blocks, as shown."""
+    if any(_is_nb201(a) for a in archs):
+        return NB201_LEGEND
+    if any(_MACRO_BLOCK.search(a) for a in archs):
+        return MACRO_LEGEND
+    return ""
 
 
 STOPPED = {
@@ -102,30 +117,38 @@ STOPPED = {
 }
 
 
-def finalist_latency(outcome: Any, space: Any, top: int = 5) -> dict[int, float]:
-    """Measured batch-1 CPU latency (ms) of the leaderboard's finalists, by trial number.
+def finalist_costs(outcome: Any, space: Any, top: int = 5) -> dict[int, dict[str, Any]]:
+    """The batch-1 CPU latency (`latency_ms` and how it was measured, as a trial records
+    it) and the FLOPs of the leaderboard's finalists whose trials lack them, by trial number.
 
     FLOPs alone mislead (pooling and memory-bound ops cost time they barely count), so the
-    finalists' latency is measured at print time when the search did not record it.
+    finalists' latency is measured at print time when the search did not record it; the
+    FLOPs are counted when the evaluator did not (a supernet, proxies, a gradient method).
     """
-    from normnas.train import measure_latency
+    from normnas.train.cost import LatencyMs, count_flops, measure_latency
 
     data = getattr(outcome, "data", None)
     if data is None:
         return {}
-    study = outcome.study
-    out: dict[int, float] = {}
-    for r in _top(study, top):
-        if r.result.get("latency_ms") is not None:
+    out: dict[int, dict[str, Any]] = {}
+    for r in _top(outcome.study, top):
+        need_latency = r.result.get("latency_ms") is None
+        need_flops = r.result.get("flops") is None
+        if not (need_latency or need_flops):
             continue
         try:
             model = space.build(space.from_params(r.params), data.num_classes, data.in_channels)
-            h, w = data.image_size
-            out[r.number] = measure_latency(
-                model, (data.in_channels, h, w), batch_size=1, device="cpu"
-            ).median_ms
+            shape = (data.in_channels, *data.image_size)
+            got: dict[str, Any] = {}
+            if need_flops:
+                got["flops"] = count_flops(model, shape)
+            if need_latency:
+                latency = measure_latency(model, shape, batch_size=1, device="cpu")
+                got["latency_ms"] = latency.median_ms
+                got.update(rec.latency_attrs(LatencyMs.of(latency)))
         except Exception:  # a figure for the table, never a reason to fail the command
             continue
+        out[r.number] = got
     return out
 
 
@@ -146,37 +169,48 @@ def leaderboard(
     study: optuna.Study,
     space: Any,
     top: int = 5,
-    latency_of: dict[int, float] | None = None,
+    measured: dict[int, dict[str, Any]] | None = None,
     width: int | None = None,
 ) -> Table:
     """The best trials (and the Pareto front), one line each in `width` columns (default:
-    the terminal's)."""
+    the terminal's). `measured` fills in what a trial did not record (`finalist_costs`).
+
+    A latency measured on a busy machine (`latency_reliable` False) is marked with !, and
+    the caption says under what load."""
     front = rec.best_records(study)
     shown = _top(study, top)
-    latency_of = latency_of or {}
+    measured = measured or {}
     table = Table(title=f"leaderboard of {study.study_name} (valid accuracy)")
     # one line per trial in 80 columns: the numbers never wrap, the compact arch string
     # takes the rest and ends in … when it is longer (whole in `best --json` and the report)
     table.add_column("#", no_wrap=True, min_width=4)
-    # 50 = the other columns (4+8+7+7+5), their padding (2 each) and the 7 rules
-    arch_width = max(12, (width or Console().width) - 50)
+    # 51 = the other columns (4+8+7+7+6), their padding (2 each) and the 7 rules
+    arch_width = max(12, (width or Console().width) - 51)
     table.add_column("arch", no_wrap=True, overflow="ellipsis", max_width=arch_width)
-    for col, width in (("accuracy", 8), ("params", 7), ("FLOPs", 7), ("ms", 5)):
+    for col, width in (("accuracy", 8), ("params", 7), ("FLOPs", 7), ("ms", 6)):
         table.add_column(col, no_wrap=True, justify="right", min_width=width)
-    table.caption = (
-        "arch: width/kernel norm·placement (cna conv→norm→act, can conv→act→norm, "
-        "nac norm→act→conv), + residual; ms: batch-1 latency; * best/Pareto"
-    )
+    unreliable: list[dict[str, Any]] = []
     for r in shown:
-        m = r.result
+        m = {**measured.get(r.number, {}), **{k: v for k, v in r.result.items() if v is not None}}
+        ms = fmt(m.get("latency_ms"), "ms")
+        if m.get("latency_ms") is not None and m.get("latency_reliable") is False:
+            ms += UNRELIABLE_MARK
+            unreliable.append(m)
         table.add_row(
             str(r.number) + (" *" if r in front else ""),
             escape(compact(r.arch or "?")),
-            _fmt(m.get("accuracy"), "acc"),
-            _fmt(m.get("params"), "int"),
-            _fmt(m.get("flops"), "int"),
-            _fmt(m.get("latency_ms", latency_of.get(r.number)), "ms"),
+            fmt(m.get("accuracy"), "acc"),
+            fmt(m.get("params"), "int"),
+            fmt(m.get("flops"), "int"),
+            ms,
         )
+    key = legend([r.arch or "" for r in shown])
+    lines = [(key + "; " if key else "") + "ms: batch-1 latency; * best/Pareto"]
+    if unreliable:
+        loads = [m["latency_load"] for m in unreliable if m.get("latency_load") is not None]
+        cores = next((m["latency_cores"] for m in unreliable if m.get("latency_cores")), None)
+        lines.append(f"{UNRELIABLE_MARK} " + latency_warning(max(loads, default=None), cores))
+    table.caption = "\n".join(lines)
     return table
 
 
@@ -186,7 +220,7 @@ def print_outcome(outcome: Any, cfg: Any) -> None:
     console = Console()
     study = outcome.study
     space = make_space(cfg.space.name, cfg.space.space_options(), cfg.space.recipe)
-    console.print(leaderboard(study, space, latency_of=finalist_latency(outcome, space)))
+    console.print(leaderboard(study, space, measured=finalist_costs(outcome, space)))
     c = counts(study)
     s = outcome.summary
     line = f"trials: {c.get('ok', 0)} ok"
@@ -200,6 +234,9 @@ def print_outcome(outcome: Any, cfg: Any) -> None:
     if outcome.wall_s is not None:
         line += f"; whole command {secs(outcome.wall_s)}"
     console.print(line)
+    exhausted = exhausted_line(s)
+    if exhausted:
+        console.print(f"note: {exhausted}")
     for note in outcome.notes:
         console.print(f"note: {escape(note)}")
     if outcome.recovered:
@@ -207,11 +244,32 @@ def print_outcome(outcome: Any, cfg: Any) -> None:
     if outcome.best is not None and outcome.test_accuracy is not None:
         console.print(
             f"best #{outcome.best.number}: test accuracy {100 * outcome.test_accuracy:.2f}% "
-            "(retrained on train+valid)"
+            + _final_how(outcome)
         )
     console.print(f"study   {study.study_name} in {outcome.storage}")
     if outcome.model_path is not None:
         console.print(f"model   {outcome.model_path}")
+
+
+def exhausted_line(summary: Any) -> str:
+    """Why a search stopped short of its budget when it ran out of new architectures: "the
+    space holds 3 architectures; all evaluated"; '' otherwise (or when the space's size is
+    unknown: a sampler's own exhaustion, e.g. grid, says so in the stopped-by words)."""
+    size = getattr(summary, "extra", {}).get("space_size") if summary is not None else None
+    if summary is None or summary.stopped_by != "exhausted" or not size:
+        return ""
+    from normnas.text import plural
+
+    return f"the space holds {plural(size, 'architecture')}; all evaluated"
+
+
+def _final_how(outcome: Any) -> str:
+    """How the saved model was made, in brackets: the honest reading of its test figure."""
+    if outcome.final_status == "trial-weights":
+        return "(the trial's own network, trained on train only: see the warning)"
+    if outcome.final_status == "timeout":
+        return "(retrained on train+valid, cut short by --time: see the warning)"
+    return "(retrained on train+valid)"
 
 
 def print_best(study: optuna.Study, front: list[rec.TrialRecord]) -> None:
@@ -220,8 +278,8 @@ def print_best(study: optuna.Study, front: list[rec.TrialRecord]) -> None:
     for r in front:
         m = r.result
         console.print(
-            f"#{r.number} {escape(r.arch or '?')}\n  accuracy {_fmt(m.get('accuracy'), 'acc')}, "
-            f"params {_fmt(m.get('params'), 'int')}, FLOPs {_fmt(m.get('flops'), 'int')}, "
+            f"#{r.number} {escape(r.arch or '?')}\n  accuracy {fmt(m.get('accuracy'), 'acc')}, "
+            f"params {fmt(m.get('params'), 'int')}, FLOPs {fmt(m.get('flops'), 'int')}, "
             f"norms {norm_choices(space, r.params) if space is not None else '?'}"
         )
 

@@ -9,7 +9,9 @@ from typing import IO, TYPE_CHECKING, Any
 from rich.progress import BarColumn, Progress, ProgressColumn, Task, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
+from normnas.report.formats import fmt_metric
 from normnas.search.records import parse_objective
+from normnas.text import plural
 
 if TYPE_CHECKING:
     from normnas.search.events import TrialEvent
@@ -68,7 +70,9 @@ class RichProgress:
                 self.best = value
         b = self.budget
         done = (
-            f"{event.n_evaluated}/{b.trials} trials" if b.trials else f"{event.n_evaluated} trials"
+            f"{event.n_evaluated}/{plural(b.trials, 'trial')}"
+            if b.trials
+            else plural(event.n_evaluated, "trial")
         )
         left = "-"
         if b.wall_s is not None:
@@ -76,7 +80,7 @@ class RichProgress:
         elif b.trials and event.n_evaluated:
             per = event.elapsed_s / max(event.n_evaluated, 1)
             left = f"~{per * max(b.trials - event.n_evaluated, 0):.0f}s"
-        best = "-" if self.best is None else _fmt(self.objective, self.best)
+        best = "-" if self.best is None else _metric(self.objective, self.best)
         completed = event.n_evaluated if b.trials is not None else event.elapsed_s
         self.progress.update(self.task, completed=completed, done=done, best=best, left=left)
 
@@ -84,14 +88,8 @@ class RichProgress:
         self.progress.stop()
 
 
-def _fmt(objective: str, value: float) -> str:
-    if objective == "accuracy":
-        return f"{100 * value:.2f}%"
-    if objective in ("params", "flops"):
-        return f"{value / 1e3:.1f}k" if abs(value) < 1e6 else f"{value / 1e6:.2f}M"
-    if objective == "latency":
-        return f"{value:.3g}ms"
-    return f"{value:.4g}"
+def _metric(objective: str, value: float) -> str:
+    return fmt_metric(parse_objective(objective)[0], value)
 
 
 class PlainProgress:
@@ -117,26 +115,47 @@ class PlainProgress:
                 self.best = v
         status = event.status if event.duplicate_of is None else f"dup of #{event.duplicate_of}"
         values = "  ".join(
-            f"{o} {_fmt(o, v)}" for o, v in zip(self.objectives, event.values or (), strict=False)
+            f"{o} {_metric(o, v)}"
+            for o, v in zip(self.objectives, event.values or (), strict=False)
         )
-        best = "-" if self.best is None else _fmt(self.objectives[0], self.best)
+        best = "-" if self.best is None else _metric(self.objectives[0], self.best)
         b = self.budget
-        done = f"{event.n_evaluated}/{b.trials}" if b.trials else f"{event.n_evaluated}"
+        done = (
+            f"{event.n_evaluated}/{plural(b.trials, 'trial')}"
+            if b.trials
+            else plural(event.n_evaluated, "trial")
+        )
         line = (
             f"trial {event.number:>3} {status:<10} {values or '-':<16}  best {best}  "
-            f"[{done} trials, {event.elapsed_s:.1f}s]"
+            f"[{done}, {event.elapsed_s:.1f}s]"
         )
         if self.verbose and event.arch:
             line += f"  {event.arch}"
+        self.emit(line)
+
+    def emit(self, line: str) -> None:
         print(line, file=self.stream or sys.stderr, flush=True)
 
     def close(self) -> None:
         pass
 
 
+class LogProgress(PlainProgress):
+    """The plain lines as INFO records of the `normnas` logger (the Python API's display,
+    as Optuna logs its trials): `logging` decides where they go."""
+
+    def emit(self, line: str) -> None:
+        from normnas.log import get_logger
+
+        get_logger().info(line)
+
+
 def make_progress(budget: Budget, objectives: tuple[str, ...], mode: bool | str) -> Any:
     """The progress display for `mode`: True ("auto") a redrawing bar on a terminal and plain
-    lines elsewhere; "lines" plain lines; "verbose" plain lines with each architecture."""
+    lines elsewhere; "lines" plain lines; "verbose" plain lines with each architecture;
+    "log" plain lines through the `normnas` logger."""
+    if mode == "log":
+        return LogProgress(budget, objectives)
     if mode == "verbose":
         return PlainProgress(budget, objectives, verbose=True)
     if mode == "lines" or not sys.stderr.isatty():

@@ -10,10 +10,12 @@ from typing import Any
 
 from normnas.report import analysis
 from normnas.report.arch_figures import arch_figure
+from normnas.report.formats import UNRELIABLE_MARK, latency_warning
 from normnas.report.leaderboard import STOPPED
 from normnas.report.study_data import FINAL_MODEL_ATTR, LAST_RUN_ATTR, StudyData, TrialRow
 from normnas.report.svg import (
     PALETTE,
+    SHARE,
     Axes,
     box_plot,
     colour,
@@ -22,6 +24,7 @@ from normnas.report.svg import (
     legend,
     paired_bars,
 )
+from normnas.text import plural
 
 OBJECTIVE_LABELS = {
     "accuracy": "valid accuracy",
@@ -91,7 +94,7 @@ def summary(data: StudyData) -> str:
                 "evaluator",
                 escape(str(cfg.get("evaluator", "train")))
                 + (
-                    f", {train.get('epochs')} epochs per candidate"
+                    f", {plural(train.get('epochs'), 'epoch')} per candidate"
                     if cfg.get("evaluator", "train") == "train" and train.get("epochs")
                     else ""
                 ),
@@ -118,7 +121,7 @@ def summary(data: StudyData) -> str:
             (
                 "last run",
                 escape(
-                    f"{last.get('n_evaluated', '?')} trials evaluated in "
+                    f"{plural(last.get('n_evaluated', '?'), 'trial')} evaluated in "
                     f"{last.get('wall_s', 0):.0f}s, "
                     f"stopped by {STOPPED.get(last.get('stopped_by'), last.get('stopped_by'))}"
                 ),
@@ -136,10 +139,18 @@ def summary(data: StudyData) -> str:
         rows.append(
             (
                 "test accuracy",
-                f"{100 * test:.2f}% <small>(the best retrained on "
-                "train+valid, tested once)</small>",
+                f"{100 * test:.2f}% <small>("
+                + (
+                    "the best trial's own network, trained on train only"
+                    if data.attrs.get("final_source") == "trial"
+                    else "the best retrained on train+valid"
+                )
+                + ", tested once)</small>",
             )
         )
+    final_note = data.attrs.get("final_note")
+    if final_note:  # the model is worse than a plain retrain would be: say so where it is read
+        rows.append(("warning", f"<strong>{escape(str(final_note))}</strong>"))
     versions = data.meta.get("versions") or {}
     if versions:
         rows.append(("versions", escape(", ".join(f"{k} {v}" for k, v in versions.items()))))
@@ -171,7 +182,7 @@ def summary(data: StudyData) -> str:
 def _budget(cfg: dict[str, Any]) -> str:
     parts = []
     if cfg.get("trials"):
-        parts.append(f"{cfg['trials']} trials")
+        parts.append(plural(cfg["trials"], "trial"))
     if cfg.get("time"):
         parts.append(f"{cfg['time']:g}s wall time")
     return ", ".join(parts) or "none set"
@@ -217,6 +228,7 @@ def trajectory(data: StudyData) -> str:
             x_label=x_name,
             y_label=OBJECTIVE_LABELS.get(obj, obj),
             x_integer=x_name == "trial",
+            y_bounds=SHARE if obj == "accuracy" else None,
         )
         ax.frame(y_fmt="%" if obj == "accuracy" else "g")
         best: float | None = None
@@ -274,6 +286,7 @@ def pareto(data: StudyData) -> str:
         x_log=x_log,
         width=560,
         height=340,
+        y_bounds=SHARE if y_obj == "accuracy" else None,
     )
     ax.frame(y_fmt="%" if y_obj == "accuracy" else "g")
     front = [r for r in pts if r.number in data.front]
@@ -367,7 +380,7 @@ def choices(data: StudyData, study: Any) -> str:
         body += (
             f'<h3>{escape(kind)}</h3><div class="row"><div>'
             f"<p>Share of the {escape(kind)} choices among the top 10% "
-            f"({stats.n_top} trial{'s' if stats.n_top != 1 else ''}) against all trials</p>"
+            f"({plural(stats.n_top, 'trial')}) against all trials</p>"
             + paired_bars(rows, f"freq freq-{kind.replace(' ', '-')}", f"{kind} among the top 10%")
             + f"</div><div><p>{escape(metric)} of the trials using each {escape(kind)} "
             f"({'on any edge' if kind == 'cell op' else 'in any block'})</p>"
@@ -391,8 +404,9 @@ def per_trial(data: StudyData) -> str:
         ys = [v for r in curves for v in r.curve]
         xs = [float(i) for r in curves for i in range(1, len(r.curve) + 1)]
         ax = Axes.fit(
-            xs, ys, x_label="epoch", y_label="valid accuracy", width=560, height=300, x_integer=True
-        )
+            xs, ys, x_label="epoch", y_label="valid accuracy", width=560, height=300,
+            x_integer=True, y_bounds=SHARE,
+        )  # fmt: skip
         ax.frame(y_fmt="%")
         for r in curves:
             on = r.number == data.chosen
@@ -435,15 +449,18 @@ def trial_table(data: StudyData) -> str:
             "latency": r.latency_ms,
             "cost s": r.cost_s,
         }
+        mark = _mark(r.latency_ms, r.latency_reliable)
         cells: list[tuple[str, Any]] = [(str(r.number), r.number), (r.category, r.category)]
         for i, o in enumerate(data.objectives):
             v = r.values[i] if r.values else None
-            cells.append((fmt_value(o, v), v))
+            cells.append((fmt_value(o, v) + (mark if o == "latency" else ""), v))
         for c in extra:
             v = metric[c]
             cells.append(
                 (fmt_value(c, v) if c != "cost s" else ("–" if v is None else f"{v:.1f}"), v)
             )
+            if c == "latency":
+                cells[-1] = (cells[-1][0] + mark, v)
         arch = r.arch + (f" (= #{r.duplicate_of})" if r.duplicate_of is not None else "")
         cells.append((arch, arch))
         tds = "".join(
@@ -457,7 +474,30 @@ def trial_table(data: StudyData) -> str:
         "<small>click a column to sort</small></p>"
         f'<div class="scroll"><table id="trial-table" class="trials"><thead><tr>{head}</tr>'
         f"</thead><tbody>{''.join(body)}</tbody></table></div>"
+        + _latency_note(
+            [
+                (r.latency_load, r.latency_cores)
+                for r in data.rows
+                if _mark(r.latency_ms, r.latency_reliable)
+            ]
+        )
     )
+
+
+def _mark(latency_ms: float | None, reliable: bool | None) -> str:
+    """The mark after a latency figure measured when it could not be trusted."""
+    return f" {UNRELIABLE_MARK}" if latency_ms is not None and reliable is False else ""
+
+
+def _latency_note(marked: list[tuple[float | None, int | None]]) -> str:
+    """The footnote under figures marked unreliable: under what load they were measured
+    (`marked`: (1-minute load, cores) of each), or nothing when none is."""
+    if not marked:
+        return ""
+    loads = [load for load, _ in marked if load is not None]
+    cores = next((c for _, c in marked if c), None)
+    text = latency_warning(max(loads, default=None), cores)
+    return f'<p class="note latency-note">{UNRELIABLE_MARK} {escape(text)}</p>'
 
 
 def _sort_key(v: Any) -> str:
@@ -480,6 +520,7 @@ def best_model(data: StudyData) -> str:
     final = data.attrs.get(FINAL_MODEL_ATTR)
     rows = [("", "search trial", "final model")]
     fm = final if isinstance(final, dict) else {}
+    final_mark = _mark(fm.get("latency_ms"), fm.get("latency_reliable"))
     rows += [
         (
             "accuracy",
@@ -488,15 +529,26 @@ def best_model(data: StudyData) -> str:
         ),
         ("parameters", fmt_value("params", best.n_params), fmt_value("params", fm.get("params"))),
         ("FLOPs (one sample)", fmt_value("flops", best.flops), fmt_value("flops", fm.get("flops"))),
-        ("latency, batch 1 (ms)", _ms(best.latency_ms), _ms(fm.get("latency_ms"))),
+        (
+            "latency, batch 1 (ms)",
+            _ms(best.latency_ms) + _mark(best.latency_ms, best.latency_reliable),
+            _ms(fm.get("latency_ms")) + final_mark,
+        ),
         (
             "latency, BN folded (ms)",
             "–",
-            _ms(fm.get("latency_folded_ms"))
+            _ms(fm.get("latency_folded_ms")) + final_mark
             if fm.get("latency_folded_ms") is not None
             else ("nothing to fold" if fm else "–"),
         ),
     ]
+    marked = (
+        [(best.latency_load, best.latency_cores)]
+        if _mark(best.latency_ms, best.latency_reliable)
+        else []
+    )
+    if final_mark:
+        marked.append((_number(fm.get("latency_load")), fm.get("latency_cores")))
     body += (
         '<table class="costs">'
         + "".join(
@@ -510,9 +562,14 @@ def best_model(data: StudyData) -> str:
             for i, row in enumerate(rows)
         )
         + "</table>"
+        + _latency_note(marked)
     )
     body += "<h3>BatchNorm diagnostics of the final model</h3>" + bn_diagnostics(fm)
     return section("best", "The best model", body)
+
+
+def _number(v: Any) -> float | None:
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
 
 
 def _ms(v: Any) -> str:
@@ -608,6 +665,7 @@ def cost_scatter(data: StudyData) -> str:
     ax = Axes.fit(
         [p[0] for p in pts], [p[1] for p in pts], x_label="cost of the trial (s)",
         y_label=OBJECTIVE_LABELS.get(obj, obj), width=560, height=300,
+        y_bounds=SHARE if obj == "accuracy" else None,
     )  # fmt: skip
     ax.frame(y_fmt="%" if obj == "accuracy" else "g")
     for x, y, r in pts:

@@ -38,6 +38,10 @@ class TrialRow:
     flops: float | None
     latency_ms: float | None
     cost_s: float | None
+    # how latency_ms was measured (None: not recorded, as by earlier versions)
+    latency_load: float | None
+    latency_cores: int | None
+    latency_reliable: bool | None
     curve: list[float]
     start_s: float | None  # seconds since the study's first trial started
     end_s: float | None
@@ -73,7 +77,8 @@ def load(study: optuna.Study, storage: str) -> StudyData:
     from normnas.search.study import study_meta
 
     meta = study_meta(study)
-    objectives = list(study.metric_names or meta.get("config", {}).get("objectives") or [])
+    # the config's spelling first ("f1:maximize"): metric_names holds the bare names
+    objectives = list(meta.get("config", {}).get("objectives") or study.metric_names or [])
     if len(objectives) != len(study.directions):
         objectives = (
             ["accuracy"]
@@ -116,6 +121,10 @@ def _num(value: Any) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
+def _int(value: Any) -> int | None:
+    return int(value) if isinstance(value, int) and not isinstance(value, bool) else None
+
+
 def _row(r: rec.TrialRecord, t: optuna.trial.FrozenTrial, t0: Any) -> TrialRow:
     m = r.result
     start = (t.datetime_start - t0).total_seconds() if t0 and t.datetime_start else None
@@ -131,6 +140,11 @@ def _row(r: rec.TrialRecord, t: optuna.trial.FrozenTrial, t0: Any) -> TrialRow:
         flops=_num(m.get("flops")),
         latency_ms=_num(m.get("latency_ms")),
         cost_s=_num(m.get("cost_s")),
+        latency_load=_num(m.get("latency_load")),
+        latency_cores=_int(m.get("latency_cores")),
+        latency_reliable=m["latency_reliable"]
+        if isinstance(m.get("latency_reliable"), bool)
+        else None,
         curve=[float(v) for v in (m.get("curve") or [])] if r.duplicate_of is None else [],
         start_s=start,
         end_s=end,

@@ -51,7 +51,9 @@ def nice_ticks(lo: float, hi: float, n: int = 5, integer: bool = False) -> list[
     if integer:
         raw = max(raw, 1.0)
     mag = 10 ** math.floor(math.log10(raw))
-    step = next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw)
+    # a step of 2.5 is round for reals but puts whole-number axes (trials) at 2.5, 7.5
+    steps = (1, 2, 5, 10) if integer and mag < 10 else (1, 2, 2.5, 5, 10)
+    step = next(m * mag for m in steps if m * mag >= raw)
     first = math.ceil(lo / step) * step
     ticks = []
     v = first
@@ -70,16 +72,24 @@ def fmt_tick(v: float) -> str:
     return f"{v:g}"
 
 
-def _span(values: Sequence[float], pad: float = 0.05) -> tuple[float, float]:
+SHARE = (0.0, 1.0)  # the bounds of a fraction (accuracy): its axis never goes past them
+
+
+def _span(
+    values: Sequence[float], pad: float = 0.05, bounds: tuple[float, float] | None = None
+) -> tuple[float, float]:
+    """The values' range with `pad` of it added on each side, kept within `bounds` where the
+    values are (an accuracy axis ends at 100%, however close to it the best trial is)."""
     vals = [v for v in values if v is not None and math.isfinite(v)]
     if not vals:
-        return 0.0, 1.0
+        return (0.0, 1.0) if bounds is None else bounds
     lo, hi = min(vals), max(vals)
-    if hi == lo:
-        d = abs(lo) * 0.05 or 0.5
-        return lo - d, hi + d
-    d = (hi - lo) * pad
-    return lo - d, hi + d
+    d = (hi - lo) * pad if hi > lo else (abs(lo) * 0.05 or 0.5)
+    lo, hi = lo - d, hi + d
+    if bounds is not None and bounds[0] <= min(vals) and max(vals) <= bounds[1]:
+        # a score that is not a fraction (a proxy's, under `accuracy`) keeps its own range
+        lo, hi = max(lo, bounds[0]), min(hi, bounds[1])
+    return lo, hi
 
 
 @dataclass
@@ -101,10 +111,17 @@ class Axes:
     parts: list[str] = field(default_factory=list)
 
     @classmethod
-    def fit(cls, xs: Sequence[float], ys: Sequence[float], **kw: object) -> Axes:
+    def fit(
+        cls,
+        xs: Sequence[float],
+        ys: Sequence[float],
+        y_bounds: tuple[float, float] | None = None,
+        **kw: object,
+    ) -> Axes:
+        """Axes around the points; `y_bounds` (e.g. SHARE for accuracy) the y axis stays in."""
         x_log = bool(kw.get("x_log"))
         x_vals = [math.log10(x) for x in xs if x and x > 0] if x_log else list(xs)
-        return cls(_span(x_vals), _span(ys), **kw)  # type: ignore[arg-type]
+        return cls(_span(x_vals), _span(ys, bounds=y_bounds), **kw)  # type: ignore[arg-type]
 
     def x(self, v: float) -> float:
         if self.x_log:
@@ -223,7 +240,10 @@ def box_plot(
     """One box (quartiles, whiskers at min/max) per group, with every value as a dot."""
     all_vals = [v for _, vs in groups for v in vs]
     width = max(220, 70 + 92 * len(groups))
-    ax = Axes((0, len(groups)), _span(all_vals), width=width, height=240, y_label=y_label)
+    bounds = SHARE if y_fmt == "%" else None
+    ax = Axes(
+        (0, len(groups)), _span(all_vals, bounds=bounds), width=width, height=240, y_label=y_label
+    )
     ax.frame(y_fmt=y_fmt, x_ticks=False)
     for i, (name, vals) in enumerate(groups):
         cx = ax.x(i + 0.5)

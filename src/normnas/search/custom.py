@@ -33,6 +33,7 @@ from torch import nn
 
 from normnas.errors import ConfigError
 from normnas.errors import error_line as one_line
+from normnas.search.deadline import TimeLimitReached, deadline
 from normnas.search.records import check_objectives, parse_objective
 from normnas.search.result import ReportFn, TrialResult
 from normnas.spaces.base import Arch, SearchSpace
@@ -119,17 +120,35 @@ class FunctionEvaluator:
         return network_costs(model, self.input_shape, names, self.latency_device)
 
     def evaluate(
-        self, arch: Arch, fidelity: int | None = None, report: ReportFn | None = None
+        self,
+        arch: Arch,
+        fidelity: int | None = None,
+        report: ReportFn | None = None,
+        time_limit_s: float | None = None,
     ) -> TrialResult:
-        """Call the function on `arch`; its metrics as a TrialResult (failed: one line)."""
+        """Call the function on `arch`; its metrics as a TrialResult (failed: one line).
+
+        `time_limit_s` (the runner's time left) stops the function when it runs past it
+        (see `search.deadline`); a call that ran past it is recorded `timeout` either way."""
         start = time.perf_counter()
         model = None
         try:
-            if self.mode == "arch":
-                out = self.fn(arch)
-            else:
-                model = self.build(arch)
-                out = self.fn(model, self.data) if self.mode == "model_data" else self.fn(model)
+            with deadline(time_limit_s):
+                if self.mode == "arch":
+                    out = self.fn(arch)
+                else:
+                    model = self.build(arch)
+                    call = (model, self.data) if self.mode == "model_data" else (model,)
+                    out = self.fn(*call)
+        except TimeLimitReached:
+            return _overrun(time_limit_s, time.perf_counter() - start, stopped=True)
+        except Exception as exc:  # the user's code: a failed trial, never a crashed search
+            return TrialResult(
+                status="failed", error=one_line(exc), cost_s=time.perf_counter() - start
+            )
+        if time_limit_s is not None and time.perf_counter() - start > time_limit_s:
+            return _overrun(time_limit_s, time.perf_counter() - start, stopped=False)
+        try:
             metrics = self._metrics(out)
             missing = [
                 _COSTS[n] for n in map(_name, self.objectives) if n in _COSTS and n not in metrics
@@ -172,6 +191,16 @@ class FunctionEvaluator:
                 f"({', '.join(self.objectives)}); return a dict with each"
             )
         return {names[0]: _number("its result", out)}
+
+
+def _overrun(limit: float | None, took: float, stopped: bool) -> TrialResult:
+    """The record of a call that ran past the time left in the budget."""
+    how = "was stopped" if stopped else "returned late, its values are not used"
+    return TrialResult(
+        status="timeout",
+        error=f"evaluate ran past the {limit or 0:.1f}s left in --time and {how} ({took:.1f}s)",
+        cost_s=took,
+    )
 
 
 def _name(objective: str) -> str:

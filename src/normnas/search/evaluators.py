@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from normnas.errors import error_line as one_line  # a failed trial's record
+from normnas.search.checkpoints import TrialCheckpoints, make_checkpoint
 from normnas.search.records import check_objectives
 from normnas.search.result import ReportFn, TrialResult
 from normnas.search.runner import Constraints
@@ -51,6 +52,7 @@ class TrainEvaluator:
         measure_latency: bool | None = None,
         constraints: Constraints | None = None,
         latency_device: str = "cpu",
+        checkpoints: TrialCheckpoints | None = None,
     ) -> None:
         from normnas.train import TrainConfig
 
@@ -65,6 +67,7 @@ class TrainEvaluator:
             )
         self.measure_latency = measure_latency
         self.latency_device = latency_device
+        self.checkpoints = checkpoints  # where the best trials' trained weights are kept
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -139,12 +142,32 @@ class TrainEvaluator:
                 status="failed", error=one_line(exc), cost_s=time.perf_counter() - start
             )
         status = {"ok": "ok", "diverged": "diverged", "timeout": "timeout", "stopped": "pruned"}
+        extra: dict[str, Any] = {"seed": config.seed, "epochs": trained.epochs_run}
+        if trained.status == "ok" and trained.final_valid_acc is not None:
+            kept = self._keep(arch, model, trained)
+            if kept is not None:
+                extra["weights"] = kept
         return TrialResult(
             status=status[trained.status],  # type: ignore[arg-type]
             accuracy=trained.final_valid_acc,
             curve=trained.valid_curve,
             cost_s=time.perf_counter() - start,
             error=trained.error,
-            extra={"seed": config.seed, "epochs": trained.epochs_run},
+            extra=extra,
             **metrics,
         )
+
+    def _keep(self, arch: Arch, model: nn.Module, trained: Any) -> str | None:
+        """Save the trained network among the best trials' checkpoints; the file's name."""
+        if self.checkpoints is None or not self.checkpoints.wanted(trained.final_valid_acc):
+            return None
+        model.eval()
+        checkpoint = make_checkpoint(
+            self.space, arch, self.data, model,
+            valid_accuracy=float(trained.final_valid_acc),
+            epochs_run=int(trained.epochs_run),
+            source="trial",
+        )  # fmt: skip
+        key = self.space.to_str(self.space.canonical(arch))
+        path = self.checkpoints.add(key, float(trained.final_valid_acc), checkpoint)
+        return None if path is None else path.name

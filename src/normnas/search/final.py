@@ -27,7 +27,8 @@ import torch
 from torch import nn
 
 from normnas.errors import DataError, ExportError, one_line
-from normnas.search.spaces import network_part, space_from_spec, space_spec
+from normnas.search.checkpoints import make_checkpoint
+from normnas.search.spaces import space_from_spec
 from normnas.spaces.base import Arch, SearchSpace
 
 
@@ -58,25 +59,21 @@ def retrain(
     if result.status not in ("ok", "timeout"):  # a timeout keeps the model it reached
         raise RuntimeError(f"final retrain ended {result.status}: {result.error or ''}".strip())
     test = evaluate(model, data.test)
-    net_space, net_arch, recipe = network_part(space, arch)
+    # the retrain saw the valid split, so this figure is optimistic: it is compared with the
+    # trial's own valid accuracy only to catch a retrain that failed (cut, diverged, unlucky)
+    valid = evaluate(model, data.valid) if len(data.valid) else None
     model.eval()
-    checkpoint = {
-        "format": "normnas-checkpoint-1",
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "arch": net_space.to_str(net_arch),
-        "space": space_spec(net_space),
-        "recipe": recipe.as_dict() if hasattr(recipe, "as_dict") else None,
-        "num_classes": int(data.num_classes),
-        "in_channels": int(data.in_channels),
-        "image_size": [int(s) for s in data.image_size],
-        "mean": [float(m) for m in data.mean],
-        "std": [float(s) for s in data.std],
-        "test_accuracy": float(test.accuracy),
-        "study": study,
-        "trial": trial,
-        "final_status": result.status,
-        "epochs_run": int(result.epochs_run),
-    }
+    checkpoint = make_checkpoint(
+        space, arch, data, model,
+        test_accuracy=float(test.accuracy),
+        valid_accuracy=None if valid is None else float(valid.accuracy),
+        study=study,
+        trial=trial,
+        final_status=result.status,
+        epochs_run=int(result.epochs_run),
+        epochs=int(config.epochs),
+        source="retrain",
+    )  # fmt: skip
     return FinalModel(model.cpu(), float(test.accuracy), checkpoint)
 
 
@@ -84,15 +81,16 @@ FORMATS = ("state_dict", "torchscript")
 CHECKPOINT_KEYS = ("state_dict", "space", "arch", "num_classes", "in_channels", "image_size")
 
 
-def prepare_out(path: str | Path) -> Path:
+def prepare_out(path: str | Path, example: str = "model.pt") -> Path:
     """`path` as a file about to be written: a missing folder is created (with its parents).
 
     ExportError naming the folder when it cannot be created or written, or when `path` is a
-    folder or a read-only file. Cheap: call it before a long retrain, not only after.
+    folder (the message suggests `path / example`, so give the name and suffix of what the
+    caller writes) or a read-only file. Cheap: call it before a long retrain, not only after.
     """
     path = Path(path).expanduser()
     if path.is_dir():
-        raise ExportError(f"{path}: a folder; give a file name, e.g. {path / 'model.pt'}")
+        raise ExportError(f"{path}: a folder; give a file name, e.g. {path / example}")
     from normnas.search.study import make_folder
 
     folder = make_folder(path, ExportError)
@@ -215,7 +213,10 @@ def find_checkpoint(study_name: str, recorded: str | None, folder: Path) -> Path
     The second place finds a model moved together with its storage file (`folder` is the
     storage's folder now), which spares a retrain.
     """
-    for path in (Path(recorded) if recorded else None, folder / f"{study_name}-best.pt"):
+    from normnas.search.study import safe_file_stem
+
+    beside = folder / f"{safe_file_stem(study_name)}-best.pt"
+    for path in (Path(recorded) if recorded else None, beside):
         if path is not None and path.is_file():
             return path
     return None
@@ -304,7 +305,7 @@ def ensure_final_model(
     from normnas.errors import SearchFailedError, StorageError
     from normnas.search import records as rec
     from normnas.search.setup import build_parts
-    from normnas.search.study import storage_dir, storage_errors, study_meta
+    from normnas.search.study import storage_dir, storage_errors, study_file, study_meta
 
     found = find_checkpoint(study.study_name, study.user_attrs.get("model_path"), storage_dir(url))
     if found is not None:
@@ -321,7 +322,7 @@ def ensure_final_model(
     fm = retrain(
         parts.space, arch, parts.data, parts.train_config, study.study_name, front[0].number
     )
-    out = save(fm, storage_dir(url) / f"{study.study_name}-best.pt")
+    out = save(fm, study_file(url, study.study_name, "-best.pt"))
     try:  # a read-only storage: the checkpoint is found beside it next time anyway
         with storage_errors(url):
             study.set_user_attr("model_path", str(out))
@@ -329,3 +330,99 @@ def ensure_final_model(
     except StorageError:
         pass
     return out
+
+
+def choose_final(
+    retrained: FinalModel,
+    data: Any,
+    trial_checkpoint: Path | None,
+    trial_number: int | None,
+) -> tuple[FinalModel, str | None]:
+    """The model a search hands back, and a line for the user when it is not a plain retrain.
+
+    The retrained model is kept unless it was cut by the time budget or ended below the
+    trial's own validation accuracy; then the better of the two by validation accuracy is
+    kept (the retrain's figure is optimistic: it trained on the valid split, so this only
+    catches a retrain that failed). The line says which model it is and why.
+    """
+    ck = retrained.checkpoint
+    cut = ck.get("final_status") == "timeout"
+    how = (
+        f"the final retrain was cut by --time after {ck.get('epochs_run')} of "
+        f"{ck.get('epochs')} epochs"
+        if cut
+        else "the final retrain"
+    )
+    retrain_valid = ck.get("valid_accuracy")
+    if trial_checkpoint is None:
+        if not cut:
+            return retrained, None
+        return retrained, (
+            f"{how}; no trained trial weights were kept to fall back on, so the model saved "
+            "is that shorter training"
+        )
+    trial_valid = float(_read(trial_checkpoint).get("valid_accuracy") or 0.0)
+    worse = retrain_valid is not None and retrain_valid < trial_valid
+    if not cut and not worse:
+        return retrained, None
+    theirs = "-" if retrain_valid is None else _pct(retrain_valid)
+    if not worse:
+        return retrained, (
+            f"{how}; it still scores {theirs} on valid (trial #{trial_number}'s own network: "
+            f"{_pct(trial_valid)}), so it is the model saved: its test accuracy "
+            "is of that shorter training"
+        )
+    retrain = {
+        k: ck.get(k)
+        for k in ("final_status", "epochs_run", "epochs", "valid_accuracy", "test_accuracy")
+    }
+    return from_trial(
+        trial_checkpoint, data, trial_number, ck.get("study", ""),
+        f"{how} ended at {theirs} on valid, below trial #{trial_number}'s own network",
+        retrain,
+    )  # fmt: skip
+
+
+def from_trial(
+    trial_checkpoint: Path,
+    data: Any,
+    trial_number: int | None,
+    study: str,
+    reason: str,
+    retrain: dict[str, Any] | None = None,
+) -> tuple[FinalModel, str]:
+    """The best trial's own trained network as the search's model, tested once, with the
+    line that says so (`reason` first)."""
+    from normnas.train import evaluate
+
+    model, trial_ck = load(trial_checkpoint)
+    test = float(evaluate(model, data.test).accuracy)
+    valid = float(trial_ck.get("valid_accuracy") or 0.0)
+    also = "" if not retrain else f", the retrain's {_pct(retrain.get('test_accuracy') or 0)}"
+    note = (
+        f"{reason} ({_pct(valid)} on valid): the model saved is that trial's own network "
+        f"(trained on the train split only; test {_pct(test)}{also})"
+    )
+    checkpoint = dict(trial_ck)
+    checkpoint.update(
+        test_accuracy=test, study=study, trial=trial_number, source="trial",
+        final_status="trial-weights", note=note, retrain=retrain,
+    )  # fmt: skip
+    return FinalModel(model, test, checkpoint), note
+
+
+def checkpoint_note(path: str | Path) -> str | None:
+    """The line a checkpoint carries when its model is not a plain final retrain."""
+    try:
+        note = _read(Path(path)).get("note")
+    except Exception:  # export already read it; a note is never a reason to fail
+        return None
+    return str(note) if note else None
+
+
+def _read(path: Path) -> dict[str, Any]:
+    return dict(torch.load(path, map_location="cpu", weights_only=True))
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.2f}%"

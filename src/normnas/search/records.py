@@ -4,6 +4,8 @@ Per evaluated trial the runner writes flat, numeric or short-string user attribu
 optuna-dashboard shows them whole (it cuts an attribute at 1,024 characters): `arch` (the
 space's string), `key` (string of the canonical arch), `status` (a TrialResult status, or
 `interrupted`), the metrics `accuracy`, `params`, `flops`, `macs`, `latency_ms`, `cost_s`,
+with a measured latency also `latency_load` (the 1-minute load average then),
+`latency_cores` and `latency_reliable` (see `normnas.train.cost.latency_reliable`),
 `error` (one line, at most 300 characters) and each scalar of the evaluator's `extra` as
 `x.<name>`. The learning curve (valid accuracy per epoch) is stored as the trial's
 intermediate values, which the dashboard plots. A repeat of an architecture already
@@ -30,6 +32,8 @@ ATTR_RESULT = "result"  # earlier versions: the whole result as one dict
 ATTR_STATUS = "status"
 EXTRA_PREFIX = "x."
 METRIC_ATTRS = ("accuracy", "params", "flops", "macs", "latency_ms", "cost_s")
+# how a latency figure was measured: written beside `latency_ms` when the figure carries it
+LATENCY_ATTRS = ("latency_load", "latency_cores", "latency_reliable")
 MAX_ERROR_CHARS = 300
 ATTR_DUPLICATE = "duplicate_of"
 ATTR_WORKER = "worker"
@@ -128,6 +132,7 @@ def result_attrs(arch: str, key: str, status: str, result: TrialResult) -> dict[
         value = getattr(result, name, None)
         if value is not None:
             out[name] = float(value) if name in ("accuracy", "latency_ms", "cost_s") else value
+    out.update(latency_attrs(result.latency_ms))
     if result.error:
         out["error"] = " ".join(str(result.error).split())[:MAX_ERROR_CHARS]
     for name, value in (result.extra or {}).items():
@@ -135,6 +140,22 @@ def result_attrs(arch: str, key: str, status: str, result: TrialResult) -> dict[
             isinstance(value, str) and len(value) > MAX_ERROR_CHARS
         ):
             out[EXTRA_PREFIX + name] = value
+    return out
+
+
+def latency_attrs(latency_ms: Any) -> dict[str, Any]:
+    """`latency_load`, `latency_cores`, `latency_reliable` of a figure that carries them
+    (`normnas.train.cost.LatencyMs`, what `network_costs` measures); {} for a plain number."""
+    reliable = getattr(latency_ms, "reliable", None)
+    if reliable is None:
+        return {}
+    out: dict[str, Any] = {"latency_reliable": bool(reliable)}
+    load = getattr(latency_ms, "load", None)
+    if load is not None:
+        out["latency_load"] = round(float(load), 2)
+    cores = getattr(latency_ms, "cores", None)
+    if cores is not None:
+        out["latency_cores"] = int(cores)
     return out
 
 
@@ -198,7 +219,7 @@ def result_of(trial: FrozenTrial) -> dict[str, Any] | None:
     if status is None:
         return None
     out: dict[str, Any] = {"status": status, "extra": {}}
-    for name in ("arch", "key", "error", *METRIC_ATTRS):
+    for name in ("arch", "key", "error", *METRIC_ATTRS, *LATENCY_ATTRS):
         if name in attrs:
             out[name] = attrs[name]
     for name, value in attrs.items():

@@ -12,11 +12,16 @@ Budget semantics (documented choices):
   evaluator accepts a `time_limit_s` argument (training does): a trial cut short is
   recorded as `timeout` with the epochs it reached. No trial starts when the time left is
   under the median duration of this run's finished trials (it would likely be cut).
-- The run also stops when the sampler flags the space exhausted, or after
+- The run also stops when the sampler flags the space exhausted, or — with dedup, for a
+  space that counts its architectures (`space_size`) — once every one of them has a
+  result (`stopped_by="exhausted"`, `extra["space_size"]`: the count), or after
   `max(10 × trials budget, 1000)` consecutive proposals that brought nothing new
-  (duplicates and infeasible architectures), or — while no feasible architecture has been
-  found at all — after `max_infeasible` infeasible proposals (`stopped_by="infeasible"`;
-  the summary says which constraint excluded them).
+  (duplicates and infeasible architectures; at most 10 × the space's size when it is
+  known, so a small space does not fill the study with repeats), or — while no feasible
+  architecture has been found at all — after `max_infeasible` infeasible proposals
+  (`stopped_by="infeasible"`; the summary says which constraint excluded them).
+- A storage fault (a full disk, a lost server) ends the run with one StorageError naming
+  the file or URL; the trial it cut is re-run by the next run, as after a kill.
 
 Infeasible architectures (a constraint violated, checked through `evaluator.cost_metrics`
 before evaluating) are told as FAIL with status `infeasible` and cost nothing: samplers
@@ -26,13 +31,14 @@ with their status, pruned ones as PRUNED; the search goes on.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import statistics
 import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import optuna
 from optuna.pruners import NopPruner
@@ -41,8 +47,17 @@ from optuna.trial import FrozenTrial, TrialState
 from normnas.search import records as rec
 from normnas.search.events import ProgressDisplay, TrialEvent
 from normnas.search.result import Evaluator, ReportFn, TrialResult
-from normnas.search.study import claim, fail_stale, owner_alive, release
-from normnas.spaces.base import Arch, SearchSpace
+from normnas.search.study import (
+    claim,
+    fail_stale,
+    owner_alive,
+    release,
+    storage_errors,
+    storage_name,
+)
+from normnas.spaces.base import Arch, SearchSpace, space_size
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 @dataclass
@@ -190,6 +205,24 @@ def _check_study(study: optuna.Study, objectives: Sequence[str]) -> tuple[str, .
     return objs
 
 
+def _storage_faults(fn: F) -> F:
+    """`fn(study, ...)` with the storage's own faults (a full disk, a lost server) raised as
+    one StorageError naming its file or URL, instead of Optuna's generic commit error.
+
+    Nothing is lost: a failed write is rolled back, the trial it belonged to is left
+    RUNNING (or marked interrupted when the storage still takes that write) and is re-run
+    by the next run of the study, as after a kill.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(study: optuna.Study, *args: Any, **kwargs: Any) -> Any:
+        with storage_errors(storage_name(study._storage), files=False):
+            return fn(study, *args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+@_storage_faults
 def run_search(
     study: optuna.Study,
     space: SearchSpace,
@@ -248,7 +281,6 @@ def run_search(
     cost_metrics = getattr(evaluator, "cost_metrics", None)
     if check is not None and cost_metrics is None:
         raise ValueError("constraints need an evaluator with a cost_metrics(arch, names) method")
-    max_streak = max(10 * budget.trials, 1000) if budget.trials else 1000
     counts = {"evaluated": 0, "duplicates": 0, "infeasible": 0, "failed": 0, "pruned": 0}
     by_status: dict[str, int] = {}
     reasons: dict[str, int] = {}
@@ -257,7 +289,13 @@ def run_search(
     timed = budget.wall_s is not None and accepts_time_limit(evaluator)
     streak = 0  # proposals in a row that brought no new feasible architecture
     shared = False
-    size = len(space) if hasattr(space, "__len__") else None  # type: ignore[arg-type]
+    size = space_size(space) if dedup else None
+    max_streak = max(10 * budget.trials, 1000) if budget.trials else 1000
+    if size is not None:
+        # every repeat is a trial row: in a small space a run of them means (nearly) all is
+        # seen, and a random proposal misses the last new one 10 x size times in e^-10
+        max_streak = min(max_streak, max(10, 10 * size))
+    in_space: dict[str, bool] = {}  # result key -> is it an architecture of this space?
     stopped_by = ""
 
     own = {"counted": 0, "spent": 0.0}  # this run's own evaluations (workers' shares)
@@ -287,7 +325,7 @@ def run_search(
             stopped_by = "duplicates"
         if not stopped_by and counts["infeasible"] >= max_infeasible and not _any_feasible(ledger):
             stopped_by = "infeasible"
-        if not stopped_by and dedup and size is not None and len(ledger.entries) >= size:
+        if not stopped_by and size is not None and _all_seen(ledger, space, size, in_space):
             stopped_by = "exhausted"  # every architecture has a recorded result
         if stopped_by:
             break
@@ -401,7 +439,25 @@ def run_search(
         infeasible_reasons=reasons,
         first_error=first_error,
         status_counts=by_status,
+        extra={"space_size": size} if size is not None else {},
     )
+
+
+def _all_seen(ledger: _Ledger, space: SearchSpace, size: int, in_space: dict[str, bool]) -> bool:
+    """Has every one of the space's `size` architectures a recorded result?
+
+    Keys of another space (a study rerun with `--force` on a changed space) do not count;
+    `in_space` caches the answer per key, so each key is parsed once.
+    """
+    if len(ledger.entries) < size:  # the common case, at no cost
+        return False
+    for key in ledger.entries:
+        if key not in in_space:
+            try:
+                in_space[key] = space.to_str(space.canonical(space.from_str(key))) == key
+            except Exception:  # not an architecture of this space
+                in_space[key] = False
+    return sum(in_space[key] for key in ledger.entries) >= size
 
 
 def _any_feasible(ledger: _Ledger) -> bool:

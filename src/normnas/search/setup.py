@@ -29,16 +29,19 @@ from normnas.errors import (
     UserError,
 )
 from normnas.search import records as rec
+from normnas.search.checkpoints import TrialCheckpoints
 from normnas.search.runner import Constraints, SearchSummary
 from normnas.search.spaces import make_space, network_part, space_spec
 from normnas.search.strategies import make_pruner, make_sampler
 from normnas.search.study import (
-    META_ATTR,
     default_storage,
     open_study,
+    safe_file_stem,
     storage_dir,
+    study_meta,
 )
 from normnas.spaces.base import SearchSpace
+from normnas.text import plural
 
 
 @dataclasses.dataclass
@@ -58,7 +61,12 @@ def train_config(cfg: RunConfig) -> Any:
 
 def supernet_path(cfg: RunConfig, url: str) -> Path:
     """Where a study's supernet checkpoint lives: beside the study's storage."""
-    return storage_dir(url) / f"{cfg.study_name}.{cfg.evaluator}.pt"
+    return storage_dir(url) / f"{safe_file_stem(cfg.study_name)}.{cfg.evaluator}.pt"
+
+
+def trial_checkpoints(study_name: str, url: str) -> TrialCheckpoints:
+    """Where a study keeps its best trials' trained weights: NAME.trials/ beside its storage."""
+    return TrialCheckpoints(storage_dir(url) / f"{safe_file_stem(study_name)}.trials", keep=3)
 
 
 def make_evaluator(cfg: RunConfig, parts: Parts, url: str) -> Any:
@@ -78,6 +86,7 @@ def make_evaluator(cfg: RunConfig, parts: Parts, url: str) -> Any:
             parts.train_config,
             cfg.objectives,
             constraints=parts.constraints,
+            checkpoints=trial_checkpoints(cfg.study_name, url),
         )
     from normnas.oneshot import (
         BNIndicatorEvaluator,
@@ -122,7 +131,8 @@ def warm_up(cfg: RunConfig, parts: Parts, study: optuna.Study) -> str:
     spent = time.perf_counter() - start
     study.set_user_attr("proxy_warmup_s", spent)
     return (
-        f"proxy warm-up: {len(picks)} architectures scored by {', '.join(cfg.proxies)} in "
+        f"proxy warm-up: {plural(len(picks), 'architecture')} scored by "
+        f"{', '.join(cfg.proxies)} in "
         f"{spent:.1f}s; the best {len(chosen)} start the search"
     )
 
@@ -253,8 +263,7 @@ def fingerprint_change(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[s
 
 def check_fingerprint(study: optuna.Study, print_: dict[str, Any], force: bool) -> list[str]:
     """StudyMismatchError when a study with trials was made differently; returns changes."""
-    meta = study.user_attrs.get(META_ATTR) or {}
-    old = meta.get("fingerprint")
+    old = study_meta(study).get("fingerprint")
     if old is None or not study.get_trials(deepcopy=False):
         return []
     changes = fingerprint_change(old, print_)
@@ -271,6 +280,15 @@ def resume_command() -> str:
     """The command line that resumes this run (the same arguments)."""
     args = sys.argv[1:]
     return "normnas " + shlex.join(args) if args else ""
+
+
+MIN_RETRAIN_S = 2.0  # under this the best trial's own weights are kept, not a retrain cut short
+
+
+def closing_s(budget_s: float) -> float:
+    """Wall time kept for the end of a `--time` run, after the final retrain: the test pass,
+    the checkpoint, the final model's diagnostics and the report (1 s + 2% of the budget)."""
+    return 1.0 + 0.02 * budget_s
 
 
 def final_reserve(study: optuna.Study, data: Any) -> float:
@@ -297,14 +315,16 @@ def failure_of(study: optuna.Study, summary: SearchSummary | None) -> UserError 
             f"{constraint_flag(k)} excluded {n}" for k, n in summary.infeasible_reasons.items()
         )
         return NothingFeasibleError(
-            f"no architecture met the constraints in {summary.n_infeasible} proposals ({why}); "
-            "relax the limit or use a smaller space"
+            f"no architecture met the constraints in {plural(summary.n_infeasible, 'proposal')} "
+            f"({why}); relax the limit or use a smaller space"
         )
     n = sum(by.values())
     parts = ", ".join(f"{v} {k}" for k, v in sorted(by.items(), key=lambda p: -p[1]))
     first = next((r for r in recs if r.result.get("error")), None)
     err = f"; first error (#{first.number}): {first.result['error']}" if first else ""
-    return SearchFailedError(f"0 of {n} trials succeeded: {parts or 'none ran'}{err}")
+    return SearchFailedError(
+        f"0 of {plural(n, 'trial')} succeeded: {parts or 'none ran'}{err}"
+    )
 
 
 def constraint_flag(metric: str) -> str:

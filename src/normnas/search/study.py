@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import errno
+import hashlib
 import json
 import os
 import re
@@ -23,6 +25,9 @@ from normnas.search import records as rec
 DEFAULT_SQLITE = "sqlite:///normnas.db"
 DEFAULT_JOURNAL = "journal:normnas.journal"
 META_ATTR = "normnas"  # study user attribute: the run's config, space spec, versions
+# optuna-dashboard shows an attribute's json.dumps cut at this many characters
+DASHBOARD_MAX_CHARS = 1024
+_PARTS = "json_parts"  # META_ATTR's one key when the run config is stored in parts
 ACCEPTED = "sqlite:///FILE, journal:FILE, postgresql://…, mysql://…"
 _SERVERS = ("postgresql", "mysql", "mariadb")  # SQLAlchemy dialects, each with an optional +driver
 _MOVE = "move it away or pass --storage to another file"
@@ -345,15 +350,22 @@ def _bad_journal_line(path: Path, first_only: bool = False) -> str:
 
 
 _UNUSABLE = ("file is not a database", "malformed", "not a database")
+# SQLite's SQLITE_FULL ("database or disk is full"; also a max_page_count reached) and the
+# file system's ENOSPC / EDQUOT (a journal storage's append)
+_DISK_FULL_TEXT = ("database or disk is full", "no space left on device", "disk quota exceeded")
+_DISK_FULL_ERRNO = frozenset({errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)})
+_RESUME = "free space there, then rerun the same command: the study resumes where it stopped"
 
 
 @contextlib.contextmanager
-def storage_errors(name: str) -> Iterator[None]:
+def storage_errors(name: str, files: bool = True) -> Iterator[None]:
     """Turn what the storage layer raises for a bad file or server into one StorageError.
 
     Database errors (SQLAlchemy's, Optuna's StorageInternalError around them), undecodable
     journal text and file-system errors become a StorageError naming `name`; SQL
-    programming errors and anything else (bugs) pass through untouched.
+    programming errors and anything else (bugs) pass through untouched. With `files=False`
+    (around code that also touches other files, e.g. a whole search loop) only a full disk
+    among the OS errors is taken for the storage's: any other names its own file already.
     """
     import sqlalchemy.exc
 
@@ -366,6 +378,10 @@ def storage_errors(name: str) -> Iterator[None]:
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise StorageError(f"{name}: not a readable journal ({_reason(e)}); {_MOVE}") from None
     except OSError as e:
+        if e.errno in _DISK_FULL_ERRNO:
+            raise StorageError(f"{name}: disk full ({_reason(e)}); {_RESUME}") from None
+        if not files:
+            raise
         raise StorageError(f"{name}: {_reason(e)}") from None
 
 
@@ -375,6 +391,9 @@ def _database_problem(name: str, error: BaseException) -> str:
     inner = getattr(cause or error, "orig", None) or cause or error
     detail = one_line(inner)
     text = detail.lower()
+    if any(s in text for s in _DISK_FULL_TEXT):
+        # Optuna wraps it as "... e.g. exceeding max length": the driver's words are the truth
+        return f"{name}: disk full ({detail}); {_RESUME}"
     if any(s in text for s in _UNUSABLE):
         return f"{name}: not a readable SQLite database ({detail}); {_MOVE}"
     if "readonly database" in text or "read-only" in text:
@@ -401,6 +420,32 @@ def storage_dir(url: str) -> Path:
         if path is not None:
             return path.resolve().parent
     return Path.cwd()
+
+
+_UNSAFE_FILE_CHARS = re.compile(r"[^A-Za-z0-9_.-]")
+_MAX_STEM = 100  # + hash + the longest suffix (".supernet.pt") stays far under 255 bytes
+
+
+def safe_file_stem(name: str) -> str:
+    """A study name as the start of a file name: one plain name in the storage's folder.
+
+    Letters, digits, `_`, `.` and `-` are kept, anything else (a `/`, `\\`, a space,
+    non-ASCII) becomes `_`, and a leading dot too (`..`, a hidden file); a name so changed,
+    or longer than 100 characters, ends in 8 hex digits of its hash, so two names never
+    share files. A plain name stays as it was: the files of existing studies keep theirs.
+    """
+    stem = _UNSAFE_FILE_CHARS.sub("_", name)
+    stem = "_" * (len(stem) - len(stem.lstrip("."))) + stem.lstrip(".")
+    if stem == name and 0 < len(stem) <= _MAX_STEM:
+        return stem
+    digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    return f"{stem[:_MAX_STEM] or 'study'}-{digest}"  # never a file name starting with -
+
+
+def study_file(url: str, study_name: str, suffix: str) -> Path:
+    """The file of a study beside its storage: `NAME-best.pt`, `NAME-report.html`,
+    `NAME.supernet.pt`; NAME made safe by `safe_file_stem`, so it never leaves the folder."""
+    return storage_dir(url) / f"{safe_file_stem(study_name)}{suffix}"
 
 
 def open_study(
@@ -794,5 +839,50 @@ def versions() -> dict[str, str]:
     }
 
 
+def meta_part(index: int) -> str:
+    """The study attribute holding part `index` of the run config's JSON: `normnas:0`, ..."""
+    return f"{META_ATTR}:{index}"
+
+
+def set_study_meta(study: optuna.Study, meta: dict[str, Any]) -> None:
+    """Store the run's config, space spec, versions, ... (`study_meta` reads it back).
+
+    optuna-dashboard cuts every attribute it shows at DASHBOARD_MAX_CHARS characters (of its
+    JSON), and the config of a run is longer: so its JSON text is stored in parts
+    `normnas:0`, `normnas:1`, ..., each within that limit, and `normnas` holds only their
+    number. The parts are written first: a reader that sees the new number sees them all.
+    """
+    parts = split_for_dashboard(json.dumps(meta))
+    for index, part in enumerate(parts):
+        study.set_user_attr(meta_part(index), part)
+    study.set_user_attr(META_ATTR, {_PARTS: len(parts)})
+
+
+def split_for_dashboard(text: str, limit: int = DASHBOARD_MAX_CHARS) -> list[str]:
+    """`text` in consecutive pieces, each at most `limit` characters once written as the
+    dashboard writes a string value (its JSON: quoted, with quotes, backslashes and
+    control or non-ASCII characters escaped)."""
+    pieces: list[str] = []
+    start, size = 0, 2  # the quotes
+    for i, ch in enumerate(text):
+        width = len(json.dumps(ch)) - 2
+        if size + width > limit:
+            pieces.append(text[start:i])
+            start, size = i, 2
+        size += width
+    pieces.append(text[start:])
+    return pieces
+
+
 def study_meta(study: optuna.Study) -> dict[str, Any]:
-    return dict(study.user_attrs.get(META_ATTR) or {})
+    """The run's config, space spec, versions, ... as `set_study_meta` stored them; from a
+    study of an earlier version, its one `normnas` attribute; {} for a study without."""
+    attrs = study.user_attrs
+    head = attrs.get(META_ATTR)
+    if isinstance(head, dict) and set(head) == {_PARTS}:
+        try:
+            meta = json.loads("".join(attrs[meta_part(i)] for i in range(int(head[_PARTS]))))
+        except (KeyError, TypeError, ValueError):  # a part missing, or rewritten meanwhile
+            return {}
+        return dict(meta) if isinstance(meta, dict) else {}
+    return dict(head or {})

@@ -61,3 +61,13 @@ class SearchSpace(Protocol):
         ...
 
     def build(self, arch: Arch, num_classes: int = 10, in_channels: int = 3) -> nn.Module: ...
+
+
+def space_size(space: Any) -> int | None:
+    """How many distinct architectures (classes under `canonical`) `space` holds, when it
+    can count them cheaply: its `size()` (the built-in spaces but the recipe's, which has
+    continuous fields), else its `len()`; None for a space that cannot say."""
+    size = getattr(space, "size", None)
+    if callable(size):
+        return int(size())
+    return len(space) if hasattr(space, "__len__") else None

@@ -23,10 +23,13 @@ Types and their fields (default in brackets; a field without one is required):
 - norm: norm; activation: activation; dropout: rate in [0, 1)
 - residual: layers (a list of specs: conv, norm, activation, dropout, residual) whose
   output is added to the input (a 1x1 conv projects it when the channels change); the
-  group keeps the map size, so its convs have stride 1 and it holds no pooling
+  group keeps the map size, so its convs have stride 1 and it holds no pooling. Groups
+  nest: `residual[residual[g]; f]` computes x + f(x + g(x))
 
 Every spec also takes `optional: true` (the layer may be left out) and `repeat: N` or a
-list of counts (the layer stacked that many times, the copies sharing its choices). The
+list of counts (the layer stacked that many times, the copies sharing its choices; at most
+MAX_REPEAT = 256, and the smallest network, every optional layer out and every repeat at
+its fewest, at most MAX_LAYERS = 1024 layers, repeats inside repeated groups multiplied). The
 network ends with global average pooling (while the output is still a map) and a linear
 classifier.
 
@@ -53,7 +56,6 @@ from typing import Any
 
 import numpy as np
 import optuna
-import yaml
 from optuna.distributions import BaseDistribution
 from torch import nn
 
@@ -67,8 +69,14 @@ from normnas.spaces._layer_model import (
     LayerNetwork,
 )
 from normnas.spaces._macro_model import ACTIVATIONS, PLACEMENTS
+from normnas.yaml_io import load_yaml_file
 
 _REQUIRED = object()
+# Bounds on depth: a stack deeper than these is a typo (repeat: 10000) or a network no trial
+# can build and train in memory and time, so the space is refused when it is defined.
+MAX_REPEAT = 256  # the most copies one spec's `repeat` may ask for
+MAX_LAYERS = 1024  # the most layers of the space's smallest network (optional ones out,
+# every repeat at its fewest, a residual group counting its body's layers)
 _COMMON_KEYS = ("type", "optional", "repeat")
 _RESIDUAL_BODY = ("conv", "norm", "activation", "dropout", "residual")
 _Check = Callable[[Any], Any]  # a field's value -> its canonical form, or ValueError
@@ -77,6 +85,12 @@ _Check = Callable[[Any], Any]  # a field's value -> its canonical form, or Value
 def _positive_int(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError("expected a positive integer")
+    return value
+
+
+def _repeat_count(value: Any) -> int:
+    if _positive_int(value) > MAX_REPEAT:
+        raise ValueError(f"exceeds the limit of {MAX_REPEAT} copies")
     return value
 
 
@@ -192,6 +206,7 @@ class LayerSpace:
         self._choices: dict[str, tuple[Any, ...]] = {
             name: c for spec in self.specs for name, c in spec.all_params()
         }
+        _check_depth(self.specs)
         _check_shapes(self.specs, self.input_size)
 
     # -- configuration -----------------------------------------------------------------------
@@ -218,14 +233,7 @@ class LayerSpace:
     def from_yaml(cls, path: str | Path) -> LayerSpace:
         """A space from a YAML file; ValueError naming the file and the first bad field."""
         path = Path(path)
-        try:
-            config = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except OSError as e:
-            raise ValueError(f"{path}: cannot read ({e.strerror})") from None
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            where = f" line {mark.line + 1}" if mark is not None else ""
-            raise ValueError(f"{path}:{where} not valid YAML") from None
+        config = load_yaml_file(path)  # ConfigError (a ValueError): file, line, problem
         try:
             return cls.from_dict(config if config is not None else {})
         except ValueError as e:
@@ -345,6 +353,11 @@ class LayerSpace:
         choice), and an optional dropout of rate 0 is the same as leaving it out."""
         self.validate(arch)
         return LayerArch(_canonical(self.specs, arch.layers))
+
+    def size(self) -> int:
+        """How many architectures the space holds: distinct ones under `canonical`
+        (counted from the specs, exact, no enumeration; see `_count`)."""
+        return math.prod(_count(spec) for spec in self.specs)
 
     # -- the network -------------------------------------------------------------------------
     def build(self, arch: LayerArch, num_classes: int = 10, in_channels: int = 3) -> nn.Module:
@@ -466,6 +479,24 @@ def _canonical(specs: Sequence[_Spec], layers: Sequence[Layer | None]) -> tuple[
     return tuple(out)
 
 
+def _count(spec: _Spec) -> int:
+    """The distinct layers `spec` can be (under `_canonical`), its body's choices included."""
+    fields = math.prod(len(choices) for _, choices in spec.fields)
+    if spec.kind == "conv":
+        placements = spec.choices("placement")
+        if (
+            "none" in spec.choices("norm")
+            and "conv_act_norm" in placements
+            and "conv_norm_act" in placements
+        ):
+            # (none, conv_act_norm) is (none, conv_norm_act): one pair less per other choice
+            fields -= fields // (len(spec.choices("norm")) * len(placements))
+    present = len(spec.repeats) * fields * math.prod(_count(child) for child in spec.body)
+    if spec.kind == "dropout" and spec.optional and any(r == 0 for r in spec.choices("rate")):
+        present -= len(spec.repeats)  # an optional dropout of rate 0 is the layer left out
+    return present + int(spec.optional)
+
+
 # -- strings --------------------------------------------------------------------------------
 def _fmt(value: Any) -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
@@ -581,7 +612,7 @@ def _parse_spec(raw: Any, where: str, prefix: str, kinds: Sequence[str]) -> _Spe
     optional = raw.get("optional", False)
     if not isinstance(optional, bool):
         raise ValueError(f"{label}: optional: expected true or false, got {optional!r}")
-    repeats = _choices(label, "repeat", raw.get("repeat", 1), _positive_int)
+    repeats = _choices(label, "repeat", raw.get("repeat", 1), _repeat_count)
     body: tuple[_Spec, ...] = ()
     if kind == "residual":
         children = raw.get("layers")
@@ -609,6 +640,28 @@ def _choices(label: str, field: str, value: Any, check: _Check) -> tuple[Any, ..
     if len(set(out)) != len(out):
         raise ValueError(f"{label}: {field}: a choice is repeated: {out}")
     return tuple(out)
+
+
+def _smallest_depth(specs: Sequence[_Spec]) -> int:
+    """Layers of the smallest network: optional layers out, every repeat at its fewest."""
+    total = 0
+    for spec in specs:
+        if not spec.optional:
+            own = _smallest_depth(spec.body) if spec.kind == "residual" else 1
+            total += min(spec.repeats) * own
+    return total
+
+
+def _check_depth(specs: Sequence[_Spec]) -> None:
+    """ValueError when even the smallest network is deeper than MAX_LAYERS (repeats inside
+    repeated residual groups multiply, so each repeat within MAX_REPEAT is not enough)."""
+    depth = _smallest_depth(specs)
+    if depth > MAX_LAYERS:
+        raise ValueError(
+            f"layers: the smallest network of this space has {depth:,} layers (every optional "
+            f"layer out, every repeat at its fewest), over the limit of {MAX_LAYERS:,}; use "
+            "fewer repeats"
+        )
 
 
 def _check_shapes(specs: Sequence[_Spec], size: tuple[int, int]) -> None:

@@ -12,13 +12,13 @@ from typing import Any
 
 import numpy as np
 import optuna
-import yaml
 from optuna.distributions import BaseDistribution
 from torch import nn
 
 from normnas.nn import NORM_NAMES, canonical_norm_name
 from normnas.spaces._choices import categorical_distributions, check_params, pick, suggest_all
 from normnas.spaces._macro_model import ACTIVATIONS, PLACEMENTS, Block, MacroArch, MacroNetwork
+from normnas.yaml_io import load_yaml_file
 
 BLOCK_FIELDS: tuple[str, ...] = ("width", "kernel", "norm", "placement", "activation", "residual")
 _BLOCK_RE = re.compile(r"w(\d+)-k(\d+)-(\w+)-(\w+)-(\w+)-(res|plain)")
@@ -116,8 +116,7 @@ class MacroSpace:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> MacroSpace:
-        with open(path, encoding="utf-8") as f:
-            config = yaml.safe_load(f)
+        config = load_yaml_file(path)  # ConfigError (a ValueError): file, line, problem
         return cls.from_dict(config or {})
 
     def to_dict(self) -> dict[str, Any]:
@@ -325,6 +324,26 @@ class MacroSpace:
             return b
 
         return MacroArch(tuple(tuple(canon(b) for b in s) for s in arch.stages), arch.dropout)
+
+    def size(self) -> int:
+        """How many architectures the space holds: distinct ones under `canonical`.
+
+        Counted from the choice lists (exact, no enumeration): per block the product of its
+        fields' choices, less the (none, conv_act_norm) pair that `canonical` merges into
+        conv_norm_act; per stage the sum over its depths; times the dropout choices.
+        """
+        merged = (
+            "none" in self.norms
+            and "conv_act_norm" in self.placements
+            and "conv_norm_act" in self.placements
+        )
+        norm_placements = len(self.norms) * len(self.placements) - int(merged)
+        block_rest = len(self.kernels) * len(self.activations) * len(self.residual)
+        total = len(self.dropout)
+        for spec in self.stages:
+            blocks = len(spec.widths) * block_rest * norm_placements
+            total *= sum(blocks**depth for depth in range(spec.min_blocks, spec.max_blocks + 1))
+        return total
 
     def _active(self, name: str, params: Mapping[str, Any]) -> bool:
         if name.count(".") < 2:  # s{i}.depth, head.dropout

@@ -73,6 +73,11 @@ def _canonical_table() -> dict[NB201Arch, NB201Arch]:
     return table
 
 
+@cache
+def _class_count() -> int:
+    return len(set(_canonical_table().values()))
+
+
 def _op_params(op: str, channels: int) -> int:
     """Parameters of one normal-cell op: ReLUConvBN has k*k*C*C conv weights + 2C BN affine."""
     if op == "nor_conv_1x1":
@@ -85,6 +90,35 @@ def _op_params(op: str, channels: int) -> int:
 def _reduction_params(c_in: int, c_out: int) -> int:
     """ResNetBasicblock: conv_a 3x3 + BN, conv_b 3x3 + BN, 1x1 downsample conv (no bias)."""
     return (9 * c_in * c_out + 2 * c_out) + (9 * c_out * c_out + 2 * c_out) + c_in * c_out
+
+
+def _cell_ops(arch: Sequence[str], c: int, hw: int) -> tuple[int, int]:
+    """(multiply-adds, other ops) of one normal cell at c channels, hw x hw, counted as
+    `normnas.train.cost.count_ops` counts them: a ReLUConvBN k x k is k*k*c MACs per output
+    element plus a ReLU and a BN (1 each); a 3x3 avg pool 9 per element; skip and none
+    nothing; a node summing t > 1 terms t - 1 adds per element."""
+    e = c * hw * hw
+    macs = other = 0
+    for op in arch:
+        if op in ("nor_conv_1x1", "nor_conv_3x3"):
+            macs += (9 if op == "nor_conv_3x3" else 1) * c * e
+            other += 2 * e
+        elif op == "avg_pool_3x3":
+            other += 9 * e
+    for node in (1, 2, 3):
+        terms = sum(op != "none" for (dst, _), op in zip(EDGES, arch, strict=True) if dst == node)
+        other += max(terms - 1, 0) * e
+    return macs, other
+
+
+def _reduction_ops(c_in: int, c_out: int, hw: int) -> tuple[int, int]:
+    """(multiply-adds, other ops) of a ResNetBasicblock from hw x hw to hw/2 x hw/2: ReLU,
+    conv 3x3 s2, BN; ReLU, conv 3x3, BN; 2x2 avg pool and 1x1 conv; the residual add."""
+    e_in, out = c_in * hw * hw, (hw // 2) ** 2
+    e_out = c_out * out
+    macs = 9 * c_in * e_out + 9 * c_out * e_out + c_in * e_out
+    other = (e_in + e_out) + 2 * e_out + 4 * c_in * out + e_out  # ReLUs, BNs, pool, add
+    return macs, other
 
 
 class NB201Space:
@@ -152,6 +186,11 @@ class NB201Space:
 
     def __len__(self) -> int:
         return len(OPS) ** len(EDGES)
+
+    def size(self) -> int:
+        """How many architectures the space holds: distinct ones under `canonical` (4,930 of
+        the 15,625 cells, which `len` counts: the benchmark's rows)."""
+        return _class_count()
 
     # -- sampling and moves ------------------------------------------------------------------
     def sample(self, rng: np.random.Generator) -> NB201Arch:
@@ -232,6 +271,34 @@ class NB201Space:
         reductions = _reduction_params(C, 2 * C) + _reduction_params(2 * C, 4 * C)
         head = 2 * (4 * C) + 4 * C * num_classes + num_classes
         return stem + cells + reductions + head
+
+    def op_count(
+        self,
+        arch: Sequence[str],
+        C: int = 16,
+        N: int = 5,
+        num_classes: int = 10,
+        in_channels: int = 3,
+        image_size: int = 32,
+    ) -> tuple[int, int]:
+        """(FLOPs, MACs) of one forward pass of `build(arch, ...)` on one image_size x
+        image_size sample, by formula: what `normnas.train.cost.count_ops` counts on the
+        built network (its `flops` and `macs`), without building it. The defaults are the
+        benchmark's: CIFAR-10 at 32 x 32 (the packaged table's data).
+        """
+        a = self.validate(arch)
+        hw = image_size
+        macs, other = 9 * in_channels * C * hw * hw, C * hw * hw  # stem conv 3x3, BN
+        for stage, c in enumerate((C, 2 * C, 4 * C)):
+            if stage:
+                m, o = _reduction_ops(c // 2, c, hw)
+                macs, other, hw = macs + m, other + o, hw // 2
+            m, o = _cell_ops(a, c, hw)
+            macs, other = macs + N * m, other + N * o
+        e_last = 4 * C * hw * hw
+        macs += 4 * C * num_classes  # the linear classifier (its bias not counted)
+        other += 3 * e_last  # BN, ReLU, global average pool
+        return macs + other, macs
 
     def _choices(self) -> dict[str, tuple[str, ...]]:
         return dict.fromkeys(PARAM_NAMES, OPS)

@@ -37,6 +37,9 @@ class TrainConfig:
     amp: bool = True
     channels_last: bool = False
     bn_momentum: float | None = None
+    # CPU threads of the run; None: the cores other processes leave free (train.threads),
+    # or $NORMNAS_THREADS when set. Not a result-changing setting, so no study records it.
+    threads: int | None = None
 
     def __post_init__(self) -> None:
         def bad(name: str, must: str) -> ValueError:
@@ -94,9 +97,14 @@ class TrainConfig:
             not finite(self.bn_momentum) or not 0 < self.bn_momentum <= 1
         ):
             raise bad("bn_momentum", "must be None or in (0, 1]")
+        if self.threads is not None and (
+            not isinstance(self.threads, int) or isinstance(self.threads, bool) or self.threads < 1
+        ):
+            raise bad("threads", "must be None or an integer >= 1")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
+        d.pop("threads")  # how fast, not what: left out of fingerprints and checkpoints
         if callable(self.schedule):
             d["schedule"] = getattr(self.schedule, "__name__", "callable")
         return d

@@ -31,12 +31,22 @@ eval: a subtract and a multiply-add, 2 per element). A BN folded into the conv b
 (`normnas.nn.fold_bn`) costs nothing, so count the folded model to see the deployed figure.
 A FLOP count cannot show that some kernels are slow on some hardware (e.g. CPU avg pool
 with `count_include_pad=False`): measure latency for that.
+
+Latency (`measure_latency`) is timed with torch's CPU threads pinned (`threads`, 1 by
+default: batch-1 inference, and the figure does not depend on how many cores are idle),
+after a warm-up, in `rounds` rounds; the figure is the smallest round median. Other work on
+the machine only ever adds time, so the quietest round is the closest to the model's own
+cost, and a median within each round ignores single preempted runs. The figure carries the
+machine's 1-minute load average and core count, and `reliable` is False when other work
+could have taken the cores the timing needed, or when the rounds disagree (see
+`latency_reliable`).
 """
 
 from __future__ import annotations
 
 import copy
 import math
+import os
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -50,13 +60,100 @@ from torch.utils.flop_counter import FlopCounterMode
 aten = torch.ops.aten
 
 
+# rounds whose medians differ by more than this share of the smallest are not trusted
+MAX_ROUND_SPREAD = 0.25
+
+
 @dataclass
 class Latency:
-    """Forward time of one batch in milliseconds: median and interquartile range."""
+    """Forward time of one batch in milliseconds, and the conditions it was measured in.
+
+    `median_ms` is the smallest of the rounds' medians (the module doc says why); `iqr_ms`
+    the interquartile range of every timed run. `load` is the 1-minute load average when
+    measured (None where the OS has none), `own_load` this process's share of it (its CPU
+    use over about the last minute), `cores` the machine's CPUs, `threads` torch's CPU
+    threads during the timing, `spread` (largest - smallest round median) / smallest.
+    """
 
     median_ms: float
     iqr_ms: float
     runs: int
+    rounds: int = 1
+    threads: int = 1
+    load: float | None = None
+    own_load: float = 0.0
+    cores: int = 1
+    spread: float = 0.0
+    reliable: bool = True
+
+
+class LatencyMs(float):
+    """A latency figure in ms that also carries its measurement's load, cores and
+    reliability: `network_costs` returns it as `latency_ms`, so an evaluator that passes
+    `latency_ms` on into its TrialResult passes them too (the trial records them as
+    `latency_load`, `latency_cores` and `latency_reliable`). It is a plain float otherwise."""
+
+    load: float | None
+    cores: int
+    reliable: bool
+
+    def __new__(cls, value: float, load: float | None, cores: int, reliable: bool) -> LatencyMs:
+        self = super().__new__(cls, value)
+        self.load, self.cores, self.reliable = load, cores, reliable
+        return self
+
+    def __reduce__(self) -> tuple[Any, ...]:  # pickled to and from worker processes whole
+        return (LatencyMs, (float(self), self.load, self.cores, self.reliable))
+
+    @classmethod
+    def of(cls, latency: Latency) -> LatencyMs:
+        return cls(latency.median_ms, latency.load, latency.cores, latency.reliable)
+
+
+def latency_reliable(
+    load: float | None, cores: int, threads: int, spread: float, own_load: float = 0.0
+) -> bool:
+    """Can a latency figure be trusted? No when the other work on the machine (the 1-minute
+    load average less this process's own share `own_load`) exceeds the cores the timing
+    did not use (`cores - threads`): then some other thread was runnable on average, and a
+    timed run could wait for a core. No either when the rounds' medians `spread` more than
+    MAX_ROUND_SPREAD of the smallest: something changed while we timed.
+
+    This process's own share is left out because a search trains between two measurements:
+    its training threads fill the 1-minute average for a minute after they stop, although
+    they are idle while the latency is timed."""
+    if spread > MAX_ROUND_SPREAD:
+        return False
+    if load is None:  # no load average here (Windows): the rounds are all we can judge by
+        return True
+    return load - own_load <= cores - threads
+
+
+class _OwnLoad:
+    """This process's CPU use, averaged like the kernel's 1-minute load average (an
+    exponential average with a 60 s time constant), from its CPU time between calls."""
+
+    def __init__(self) -> None:
+        self.wall, self.cpu, self.value = time.monotonic(), time.process_time(), 0.0
+
+    def now(self) -> float:
+        wall, cpu = time.monotonic(), time.process_time()
+        dt = wall - self.wall
+        if dt > 0:
+            keep = math.exp(-dt / 60.0)
+            self.value = keep * self.value + (1 - keep) * (cpu - self.cpu) / dt
+            self.wall, self.cpu = wall, cpu
+        return self.value
+
+
+_OWN_LOAD = _OwnLoad()  # from import on: normnas.train is imported before any training
+
+
+def _load_average() -> float | None:
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):  # not on Windows
+        return None
 
 
 @dataclass(frozen=True)
@@ -268,18 +365,25 @@ def measure_latency(
     warmup: int = 10,
     runs: int = 50,
     fold_bn: bool = False,
+    rounds: int = 5,
+    threads: int | None = 1,
 ) -> Latency:
-    """Time `runs` forward passes on a (batch_size, *input_shape) input after `warmup` ones.
+    """Time `runs` forward passes on a (batch_size, *input_shape) input after `warmup` ones,
+    in `rounds` rounds of (nearly) equal size; the figure is the smallest round median.
 
+    torch uses `threads` CPU threads while timing (None: as set), restored afterwards.
     Eval mode and no grad; CUDA is synchronized around each run. The model is timed on a
     copy when it has to move device or have its BN folded, and its train/eval mode is
-    restored either way.
+    restored either way. The result records the load, cores and threads, and whether the
+    figure is reliable (`latency_reliable`).
     """
-    if runs < 1 or warmup < 0 or batch_size < 1:
+    if runs < 1 or warmup < 0 or batch_size < 1 or rounds < 1:
         raise ValueError(
-            f"measure_latency: runs >= 1, warmup >= 0, batch_size >= 1 needed, "
-            f"got runs={runs}, warmup={warmup}, batch_size={batch_size}"
+            f"measure_latency: runs >= 1, warmup >= 0, batch_size >= 1, rounds >= 1 needed, "
+            f"got runs={runs}, warmup={warmup}, batch_size={batch_size}, rounds={rounds}"
         )
+    if threads is not None and threads < 1:
+        raise ValueError(f"measure_latency: threads >= 1 or None needed, got {threads}")
     shape = _sample_shape(input_shape)
     dev = torch.device(device)
     net = model
@@ -288,29 +392,54 @@ def measure_latency(
     if _model_device(net) != dev:
         net = copy.deepcopy(net) if net is model else net
         net = net.to(dev)
+    rounds = min(rounds, runs)
+    sizes = [runs // rounds + (k < runs % rounds) for k in range(rounds)]
     flags = [(m, m.training) for m in model.modules()]  # each submodule's own mode
+    before = torch.get_num_threads()
     net.eval()
-    x = torch.randn((batch_size, *shape), device=dev)
-    times = []
+    times: list[list[float]] = []
     try:
+        if threads is not None:
+            torch.set_num_threads(threads)
+        x = torch.randn((batch_size, *shape), device=dev)
         with torch.no_grad():
             for _ in range(warmup):
                 net(x)
             _sync(dev)
-            for _ in range(runs):
-                t0 = time.perf_counter()
-                net(x)
-                _sync(dev)
-                times.append((time.perf_counter() - t0) * 1e3)
+            for size in sizes:
+                times.append([])
+                for _ in range(size):
+                    t0 = time.perf_counter()
+                    net(x)
+                    _sync(dev)
+                    times[-1].append((time.perf_counter() - t0) * 1e3)
     finally:
+        torch.set_num_threads(before)
         for m, training in flags:
             m.training = training
-    if len(times) >= 2:
-        q = statistics.quantiles(times, n=4, method="inclusive")
+    every = [t for r in times for t in r]
+    if len(every) >= 2:
+        q = statistics.quantiles(every, n=4, method="inclusive")
         iqr = q[2] - q[0]
     else:
         iqr = 0.0
-    return Latency(median_ms=statistics.median(times), iqr_ms=iqr, runs=runs)
+    medians = [statistics.median(r) for r in times]
+    best = min(medians)
+    spread = (max(medians) - best) / best if best > 0 else 0.0
+    used = threads if threads is not None else before
+    load, own, cores = _load_average(), _OWN_LOAD.now(), os.cpu_count() or 1
+    return Latency(
+        median_ms=best,
+        iqr_ms=iqr,
+        runs=runs,
+        rounds=rounds,
+        threads=used,
+        load=load,
+        own_load=own,
+        cores=cores,
+        spread=spread,
+        reliable=latency_reliable(load, cores, used, spread, own),
+    )
 
 
 COST_NAMES: tuple[str, ...] = ("params", "flops", "macs", "latency_ms")
@@ -323,8 +452,9 @@ def network_costs(
     latency_device: str = "cpu",
 ) -> dict[str, float]:
     """The cost figures in `names` (default all of `COST_NAMES`) of one untrained network:
-    params, flops (every op, see the module doc), macs (multiply-adds only) and the median
-    batch-1 latency_ms. flops and macs come from one counting pass."""
+    params, flops (every op, see the module doc), macs (multiply-adds only) and the batch-1
+    latency_ms (`measure_latency`'s figure, as a `LatencyMs` carrying its load and
+    reliability). flops and macs come from one counting pass."""
     names = COST_NAMES if names is None else tuple(names)
     out: dict[str, float] = {}
     if "params" in names:
@@ -333,7 +463,7 @@ def network_costs(
         ops = count_ops(model, input_shape)
         out.update({k: getattr(ops, k) for k in ("flops", "macs") if k in names})
     if "latency_ms" in names:
-        out["latency_ms"] = measure_latency(
-            model, input_shape, batch_size=1, device=latency_device
-        ).median_ms
+        out["latency_ms"] = LatencyMs.of(
+            measure_latency(model, input_shape, batch_size=1, device=latency_device)
+        )
     return out

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import random
 import time
 from collections.abc import Callable, Iterator
@@ -31,6 +32,7 @@ from normnas.nn import set_bn_momentum
 from normnas.train.config import TrainConfig
 from normnas.train.metrics import predict
 from normnas.train.schedules import make_scheduler
+from normnas.train.threads import cpu_threads, free_threads
 
 Status = Literal["ok", "diverged", "timeout", "stopped"]
 CUDA_CHECK_EVERY = 8
@@ -167,6 +169,31 @@ def fit(
     state) and the batch order and augmentation.
     """
     config = config or TrainConfig()
+    if torch.device(config.device).type != "cpu":
+        return _fit(model, data, config, callback, train_split, valid_split)
+    with cpu_threads(run_threads(config)):  # the free cores only: see train.threads
+        return _fit(model, data, config, callback, train_split, valid_split)
+
+
+def run_threads(config: TrainConfig) -> int:
+    """The threads of a CPU run: `config.threads`, else $NORMNAS_THREADS, else the cores
+    other processes leave free (at most torch's current setting)."""
+    if config.threads is not None:
+        return config.threads
+    env = os.environ.get("NORMNAS_THREADS", "").strip()
+    if env.isdigit() and int(env) >= 1:
+        return int(env)
+    return free_threads(limit=torch.get_num_threads())
+
+
+def _fit(
+    model: nn.Module,
+    data: DataBundle,
+    config: TrainConfig,
+    callback: Callable[[EpochRecord], bool | None] | None,
+    train_split: Split | None,
+    valid_split: Split | None,
+) -> TrainResult:
     train = data.train if train_split is None else train_split
     valid = data.valid if valid_split is None and train_split is None else valid_split
     if len(train) < 2:

@@ -7,7 +7,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from normnas.search.samplers._base import ArchSampler, Seen, check_int, scored
-from normnas.spaces.base import Arch, SearchSpace
+from normnas.spaces.base import Arch, SearchSpace, space_size
 
 RESTART_ATTR = "normnas:local_restart"
 
@@ -70,7 +70,7 @@ class LocalSearchSampler(ArchSampler):
     ) -> Arch:
         study._storage.set_trial_system_attr(trial._trial_id, RESTART_ATTR, True)
         arch = self._random(rng, tried)
-        size = len(self.space) if hasattr(self.space, "__len__") else None
+        size = space_size(self.space)  # canonical classes, as `tried` holds their keys
         if self.key(arch) in tried and size is not None and len(tried) >= size:
             self.exhausted = True
         return arch

@@ -1,0 +1,150 @@
+"""CPU time of `normnas report` on a large study (default 1,500 trials).
+
+The study is what `normnas search` makes: a real one-trial search of the demo's macro space
+on digits (so the study holds the run config, space spec and fingerprint the report reads),
+then grown to `--trials` trials by the same runner with a synthetic evaluator (accuracy,
+params, FLOPs, latency and a 6-epoch curve derived from the architecture string; about a
+millisecond a trial, so the study is built in a minute, mostly SQLite writes). The figure
+is the CPU time (`time.process_time`) of `normnas report` run in-process, the median of
+`--repeats` runs after the study is built, with the wall time beside it.
+
+    .venv/bin/python benchmarks/report_speed.py [--trials 1500] [--repeats 3] [--dir DIR]
+        [--profile N]
+
+`--dir` keeps the study (a rerun reuses it); `--profile N` prints the N most expensive
+functions of one report run (cProfile, cumulative time).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import io
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import optuna
+import yaml
+
+from normnas.cli.search import DEMO_SPACE
+from normnas.search.result import TrialResult
+from normnas.search.runner import Budget, run_search
+from normnas.search.spaces import make_space
+from normnas.search.study import load_study, open_storage
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+STUDY = "big"
+CONFIG = {
+    "data": "digits",
+    "space": {"name": "macro", "options": DEMO_SPACE},
+    "strategy": "random",
+    "train": {"epochs": 1, "batch_size": 64},
+    "final": False,
+}
+
+
+class SyntheticEvaluator:
+    """Deterministic metrics from a hash of the architecture string: no training."""
+
+    def __init__(self, space: Any) -> None:
+        self.space = space
+
+    def evaluate(self, arch: Any, fidelity: int | None = None, report: Any = None) -> TrialResult:
+        digest = hashlib.sha256(self.space.to_str(arch).encode()).digest()
+        acc = 0.5 + 0.45 * digest[0] / 255
+        curve = [acc * (0.6 + 0.4 * (e + 1) / 6) for e in range(6)]
+        return TrialResult(
+            status="ok",
+            accuracy=acc,
+            params=20_000 + 300 * digest[1],
+            flops=2_000_000 + 40_000 * digest[2],
+            macs=1_000_000 + 20_000 * digest[2],
+            latency_ms=0.2 + digest[3] / 200,
+            cost_s=5.0 + digest[4] / 10,
+            curve=curve,
+        )
+
+
+def build_study(folder: Path, trials: int) -> str:
+    """The study's storage URL in `folder`, with `trials` trials (made when missing)."""
+    url = f"sqlite:///{folder / 'report_speed.db'}"
+    if (folder / "report_speed.db").exists():
+        with contextlib.suppress(Exception):
+            if len(load_study(STUDY, url).trials) >= trials:
+                return url
+    (folder / "config.yaml").write_text(yaml.safe_dump(CONFIG))
+    _normnas(["search", "-c", "config.yaml", "--trials", "1", "--study", STUDY,
+              "--storage", url, "-q"], folder)  # fmt: skip
+    study = load_study(STUDY, open_storage(url))
+    space = make_space("macro", DEMO_SPACE)
+    run_search(study, space, SyntheticEvaluator(space), Budget(trials=trials))
+    return url
+
+
+def _normnas(args: list[str], cwd: Path) -> str:
+    """`normnas ARGS` in this process, from `cwd`; its output (it must succeed)."""
+    from typer.testing import CliRunner
+
+    from normnas.cli import app
+
+    old = Path.cwd()
+    os.chdir(cwd)
+    try:
+        result = CliRunner().invoke(app, args)
+    finally:
+        os.chdir(old)
+    if result.exit_code != 0:
+        raise SystemExit(f"normnas {' '.join(args)} failed:\n{result.output}")
+    return result.output
+
+
+def time_report(folder: Path, url: str) -> tuple[float, float]:
+    """(CPU seconds, wall seconds) of one `normnas report` of the study."""
+    cpu, wall = time.process_time(), time.perf_counter()
+    _normnas(["report", "--study", STUDY, "--storage", url, "--out", "report.html"], folder)
+    return time.process_time() - cpu, time.perf_counter() - wall
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=1500)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--dir", type=Path, default=None, help="keep the study here")
+    parser.add_argument("--profile", type=int, default=0, help="show the N costliest calls")
+    args = parser.parse_args()
+    with contextlib.ExitStack() as stack:
+        if args.dir is None:
+            folder = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        else:
+            folder = args.dir.resolve()
+            folder.mkdir(parents=True, exist_ok=True)
+        start = time.perf_counter()
+        url = build_study(folder, args.trials)
+        n = len(load_study(STUDY, url).trials)
+        print(f"study: {n} trials in {url} (ready in {time.perf_counter() - start:.0f} s)")
+        if args.profile:
+            import cProfile
+            import pstats
+
+            profile = cProfile.Profile()
+            profile.runcall(time_report, folder, url)
+            out = io.StringIO()
+            pstats.Stats(profile, stream=out).sort_stats("cumulative").print_stats(args.profile)
+            print(out.getvalue())
+        times = [time_report(folder, url) for _ in range(args.repeats)]
+        cpu = statistics.median(t[0] for t in times)
+        wall = statistics.median(t[1] for t in times)
+        load = os.getloadavg()[0]
+        print(
+            f"normnas report, {n} trials: {cpu:.2f} s CPU, {wall:.2f} s wall "
+            f"(median of {args.repeats}; 1-min load {load:.2f})"
+        )
+
+
+if __name__ == "__main__":
+    main()
