@@ -255,7 +255,8 @@ def test_leaderboard_shows_measured_latency_of_the_finalists(tiny):
     assert len(rows) == 3
     for row in rows:
         cells = [c.strip() for c in row.strip("│").split("│")]
-        assert float(cells[5]) > 0  # latency ms, measured although no objective asked for it
+        # latency ms, measured although no objective asked for it (! when under load)
+        assert float(cells[5].removesuffix("!")) > 0
 
 
 @pytest.mark.parametrize(

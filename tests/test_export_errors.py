@@ -18,10 +18,10 @@ import torch
 from tests.support import invoke, read_only
 
 import normnas
+from normnas.assemble import build_parts
 from normnas.config import parse_config
 from normnas.errors import DataError, ExportError
 from normnas.search import final
-from normnas.search.setup import build_parts
 from normnas.search.study import study_meta
 from normnas.spaces import MacroSpace
 

@@ -1,10 +1,13 @@
-"""The package's shape: no import circles among normnas modules, and `search/` (the loop, its
-strategies and evaluators) imports neither the presentation, the commands nor the executors.
+"""The package's shape (docs: ARCHITECTURE.md, "Layout"): dependencies point downwards only,
+no import circles among normnas modules or folders, and `search/` (the loop, its strategies
+and evaluators) imports neither the judges above it, the config, the presentation, the
+commands nor the executors.
 
 The graph is read statically (ast) from every `import` and `from … import` in src/normnas,
 the ones inside functions included: a circle closed by a function-local import still ties
 two modules together (and fails at import time as soon as the import moves to the top).
-Imports under `if TYPE_CHECKING:` are annotations only and are left out.
+Imports under `if TYPE_CHECKING:` are annotations only: left out of the plain graph, counted
+by `type_checking=True` (an annotation that names a module still ties the two together).
 """
 
 from __future__ import annotations
@@ -38,15 +41,20 @@ def _resolve(name: str) -> str | None:
     return name or None
 
 
-def imports_of(module: str, local: bool = True) -> dict[str, int]:
+def imports_of(module: str, local: bool = True, type_checking: bool = False) -> dict[str, int]:
     """The normnas modules `module` imports -> the line of the first such import;
-    `local=False` counts the module-level imports only."""
+    `local=False` counts the module-level imports only, `type_checking=True` the ones under
+    `if TYPE_CHECKING:` too."""
     path, is_pkg = MODULES[module]
     found: dict[str, int] = {}
 
     def visit(node: ast.AST, in_function: bool) -> None:
         for child in ast.iter_child_nodes(node):
-            if isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test):
+            if (
+                not type_checking
+                and isinstance(child, ast.If)
+                and "TYPE_CHECKING" in ast.unparse(child.test)
+            ):
                 for rest in child.orelse:
                     visit(rest, in_function)
                 continue
@@ -74,8 +82,58 @@ def _targets(node: ast.Import | ast.ImportFrom, module: str, is_pkg: bool) -> li
     return [f"{base}.{a.name}" if f"{base}.{a.name}" in MODULES else base for a in node.names]
 
 
-def import_graph(local: bool = True) -> dict[str, set[str]]:
-    return {m: set(imports_of(m, local)) for m in MODULES}
+def import_graph(local: bool = True, type_checking: bool = False) -> dict[str, set[str]]:
+    return {m: set(imports_of(m, local, type_checking)) for m in MODULES}
+
+
+# ARCHITECTURE.md's order, bottom first: a folder (or top-level module) may import those of
+# its own layer and below, never above. The package root only names the version (checked
+# below: it imports no normnas module), so anything may read it. config.py validates against
+# names of search/ and proxies/, so it sits above them; `assemble` (the parts of a run from a
+# config, the judge from `judges`) sits between the judges and what runs a search.
+LAYERS: list[tuple[str, ...]] = [
+    ("normnas", "normnas.errors", "normnas.text", "normnas.log", "normnas.yaml_io"),
+    ("normnas.nn", "normnas.data"),
+    ("normnas.spaces", "normnas.train"),
+    ("normnas.search",),
+    ("normnas.oneshot", "normnas.proxies", "normnas.bench"),
+    ("normnas.config",),
+    ("normnas.judges",),
+    ("normnas.assemble",),
+    ("normnas.ablate", "normnas.execute", "normnas.report", "normnas.export", "normnas.slim"),
+    ("normnas.session",),
+    ("normnas.cli", "normnas.api"),
+]
+LAYER = {unit: rank for rank, units in enumerate(LAYERS) for unit in units}
+
+# The one import that points upwards on purpose: `normnas.search(...)` is the Python API
+# (the package `normnas.search` is callable; its `__call__` forwards to `normnas.api`).
+UPWARD_ON_PURPOSE = {("normnas.search", "normnas.api")}
+
+
+def unit_of(module: str) -> str:
+    """The folder (`normnas.search`) or top-level module (`normnas.config`) of a module."""
+    return ".".join(module.split(".")[:2])
+
+
+def upward_imports(graph: dict[str, set[str]]) -> set[tuple[str, str]]:
+    """(importer, imported) pairs whose imported module lies in a higher layer."""
+    return {
+        (m, t)
+        for m, targets in graph.items()
+        for t in targets
+        if LAYER[unit_of(t)] > LAYER[unit_of(m)] and (m, t) not in UPWARD_ON_PURPOSE
+    }
+
+
+def unit_graph(graph: dict[str, set[str]]) -> dict[str, set[str]]:
+    """The graph between folders and top-level modules (an edge: some module imports one)."""
+    out: dict[str, set[str]] = {unit_of(m): set() for m in graph}
+    for m, targets in graph.items():
+        for t in targets:
+            if unit_of(t) != unit_of(m) and (m, t) not in UPWARD_ON_PURPOSE:
+                out[unit_of(m)].add(unit_of(t))
+    return out
 
 
 def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
@@ -119,11 +177,41 @@ def test_the_graph_reader_finds_a_circle_and_reads_function_local_imports():
     assert cycles({"a": {"b"}, "b": set()}) == []
     assert "normnas.session" in imports_of("normnas.cli.search")  # inside `run_and_report`
     assert "normnas.session" not in imports_of("normnas.cli.search", local=False)
+    # `Budget` and `TrialEvent` are annotations only in the progress display
+    assert "normnas.search.events" not in imports_of("normnas.report.progress")
+    assert "normnas.search.events" in imports_of("normnas.report.progress", type_checking=True)
+    # the layers: a made-up graph with one import upwards and one between peers
+    made_up = {"normnas.search.runner": {"normnas.judges.registry"}, "normnas.bench.runs": {
+        "normnas.proxies.warmup"}}  # fmt: skip
+    assert upward_imports(made_up) == {("normnas.search.runner", "normnas.judges.registry")}
+    assert unit_graph(made_up)["normnas.bench"] == {"normnas.proxies"}
 
 
-@pytest.mark.parametrize("local", [False, True], ids=["module-level", "with-function-local"])
-def test_no_import_circles_among_normnas_modules(local):
-    assert cycles(import_graph(local)) == []
+@pytest.mark.parametrize(
+    ("local", "type_checking"),
+    [(False, False), (True, False), (True, True)],
+    ids=["module-level", "with-function-local", "with-type-checking"],
+)
+def test_no_import_circles_among_normnas_modules(local, type_checking):
+    assert cycles(import_graph(local, type_checking)) == []
+
+
+def test_every_folder_and_top_level_module_has_its_layer():
+    assert {unit_of(m) for m in MODULES} <= set(LAYER)
+    # the root is in the lowest layer because it reads nothing of the package
+    assert imports_of("normnas", type_checking=True) == {}
+
+
+def test_dependencies_point_downwards_only():
+    """No module imports one of a folder (or top-level module) in a higher layer, counting
+    the imports inside functions and under TYPE_CHECKING."""
+    wrong = upward_imports(import_graph(local=True, type_checking=True))
+    assert sorted(wrong) == []
+
+
+def test_no_import_circles_between_folders():
+    """Folders of one layer may import each other's modules, but never in a circle."""
+    assert cycles(unit_graph(import_graph(local=True, type_checking=True))) == []
 
 
 @pytest.mark.parametrize(
@@ -131,25 +219,37 @@ def test_no_import_circles_among_normnas_modules(local):
     [
         # the two circles of issue 14, in both directions
         ("normnas.search.runner", "normnas.report.progress"),
-        ("normnas.report.progress", "normnas.search.runner"),  # Budget only as an annotation
+        ("normnas.report.progress", "normnas.search.runner"),  # Budget: from search.budget
         ("normnas.execute.workers", "normnas.session"),
         ("normnas.search.setup", "normnas.execute.workers"),
+        # issue "Where the choice of judge lives": even as annotations
+        ("normnas.search.events", "normnas.search.runner"),  # both import search.budget
+        ("normnas.oneshot.gradient_select", "normnas.oneshot.gradient"),  # gradient_options
+        ("normnas.search.setup", "normnas.oneshot"),  # the judges are assembled in judges/
+        ("normnas.search.setup", "normnas.proxies"),
+        ("normnas.search.setup", "normnas.config"),  # the parts of a config: normnas.assemble
+        ("normnas.search.final", "normnas.config"),
     ],
 )
 def test_the_former_circles_are_cut(module, must_not_import):
-    assert must_not_import not in imports_of(module)
+    assert must_not_import not in imports_of(module, type_checking=True)
 
 
 def test_search_is_the_loop_only():
-    """search/ imports neither the commands, the presentation, the executors, nor the whole
-    run that chooses among them (its package's `__call__`, `normnas.search(...)`, forwards
-    to the API: that one import points upwards on purpose)."""
-    upper = ("normnas.cli", "normnas.report", "normnas.execute", "normnas.session")
+    """search/ imports neither the judges above it (supernets, proxies, tables, the registry),
+    the config, the commands, the presentation, the executors, nor the whole run that
+    chooses among them (its package's `__call__`, `normnas.search(...)`, forwards to the
+    API: that one import points upwards on purpose)."""
+    upper = (
+        "normnas.oneshot", "normnas.proxies", "normnas.bench", "normnas.judges",
+        "normnas.config", "normnas.assemble", "normnas.cli", "normnas.report",
+        "normnas.execute", "normnas.session",
+    )  # fmt: skip
     wrong = {
         (m, t, line)
         for m in MODULES
         if m.startswith("normnas.search")
-        for t, line in imports_of(m).items()
+        for t, line in imports_of(m, type_checking=True).items()
         if t.startswith(upper)
     }
     assert wrong == set()

@@ -1,7 +1,8 @@
 """A whole search run from a RunConfig: study, search (inline, workers or Ray), final model.
 
-The checks and parts come from `normnas.search.setup`; this module picks the executor and
-the progress display, so that neither the loop nor the executors import it (no circle).
+The parts come from `normnas.assemble`, the judge from `normnas.judges` and the checks from
+`normnas.search.setup`; this module picks the executor and the progress display, so that
+neither the loop nor the executors import it (no circle).
 `cfg.time` is the wall time of the whole run counted from `started` (loading data and the
 final retrain included): the search keeps back an estimate of the final retrain's time,
 and the final retrain is capped by what is left.
@@ -19,26 +20,22 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from normnas.assemble import build_parts, check_evaluate, fingerprint, make_study
 from normnas.config import RunConfig
 from normnas.errors import SearchInterrupted, UserError
+from normnas.judges import make_evaluator, warm_up
 from normnas.search import records as rec
 from normnas.search.runner import Budget, SearchSummary, run_search
 from normnas.search.setup import (
     MIN_RETRAIN_S,
     Parts,
-    build_parts,
     check_device,
-    check_evaluate,
     check_fingerprint,
     closing_s,
     failure_of,
     final_reserve,
-    fingerprint,
-    make_evaluator,
-    make_study,
     resume_command,
     trial_checkpoints,
-    warm_up,
 )
 from normnas.search.spaces import space_spec
 from normnas.search.study import (

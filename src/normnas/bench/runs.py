@@ -17,6 +17,7 @@ import math
 import multiprocessing as mp
 import time
 import warnings
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -24,6 +25,7 @@ from typing import Any
 
 import numpy as np
 import optuna
+from optuna.samplers import BaseSampler
 
 from normnas.bench.proxy_scores import ProxyScores
 from normnas.bench.table import NB201Table, PartialTableWarning, TableEvaluator
@@ -91,6 +93,8 @@ class Context:
 WARMUP_STREAM = 0x5EED  # the warm-up's draws: a stream of their own beside the sampler's
 WARMUP_S_ATTR = "proxy_warmup_s"
 _CONTEXT: Context | None = None  # per worker process (set by the pool initializer)
+# a run's set-up given from above (a cascade): (context, seed) -> (sampler, charged seconds)
+Plan = Callable[[Context, int], tuple[BaseSampler, float]]
 
 
 def search_once(
@@ -101,17 +105,29 @@ def search_once(
     options: dict[str, Any],
     dedup: bool = True,
     proxy_warmup: int = 0,
+    plan: Plan | None = None,
 ) -> tuple[optuna.Study, SearchSummary]:
     """One search: a fresh in-memory study driven by the standard runner.
+
+    `plan(ctx, seed) -> (sampler, charged_s)` replaces the strategy (a cascade of judges,
+    given from above: `normnas.judges.cascade.bench_plan`); its charged seconds count as
+    the warm-up's do.
 
     With `proxy_warmup` > 0 the study's user attr `proxy_warmup_s` holds the warm-up's
     charged seconds (the runner's budget is what is left of `budget` after them; at least
     one query is always made).
     """
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    left = budget
+    if plan is not None:  # a cascade: its screening is charged, its last stage samples
+        sampler, screened_s = plan(ctx, seed)
+        study = optuna.create_study(direction="maximize", sampler=sampler)
+        study.set_user_attr(WARMUP_S_ATTR, screened_s)
+        left = max(budget - screened_s, 1e-9)
+        summary = run_search(study, ctx.space, ctx.evaluator, Budget(cost_s=left), dedup=dedup)
+        return study, summary
     sampler = make_sampler(strategy, ctx.space, seed=seed, **options)
     study = optuna.create_study(direction="maximize", sampler=sampler)
-    left = budget
     if proxy_warmup > 0:
         if ctx.proxy_scores is None:
             raise ConfigError("--proxy-warmup: no proxy scores loaded")
@@ -133,8 +149,11 @@ def run_once(
     options: dict[str, Any],
     dedup: bool = True,
     proxy_warmup: int = 0,
+    plan: Plan | None = None,
 ) -> RunOutcome:
-    study, summary = search_once(ctx, strategy, seed, budget, options, dedup, proxy_warmup)
+    study, summary = search_once(
+        ctx, strategy, seed, budget, options, dedup, proxy_warmup, plan
+    )
     warm_s = float(study.user_attrs.get(WARMUP_S_ATTR, 0.0))
     best = summary.best  # best valid_acc_12ep, ties by the lower trial number
     if best is None or best.arch is None:
@@ -166,9 +185,13 @@ def _run_chunk(
     options: dict[str, Any],
     dedup: bool,
     proxy_warmup: int = 0,
+    plan: Plan | None = None,
 ) -> list[RunOutcome]:
     assert _CONTEXT is not None
-    return [run_once(_CONTEXT, strategy, s, budget, options, dedup, proxy_warmup) for s in seeds]
+    return [
+        run_once(_CONTEXT, strategy, s, budget, options, dedup, proxy_warmup, plan)
+        for s in seeds
+    ]
 
 
 def run_bench(
@@ -182,6 +205,7 @@ def run_bench(
     dedup: bool = True,
     proxy_warmup: int = 0,
     proxy_scores: ProxyScores | str | Path | None = None,
+    plan: Plan | None = None,
 ) -> BenchResult:
     """Run `runs` seeded searches of `strategy` under `budget` simulated seconds each.
 
@@ -198,14 +222,15 @@ def run_bench(
     if isinstance(proxy_warmup, bool) or not isinstance(proxy_warmup, int) or proxy_warmup < 0:
         raise ConfigError(f"--proxy-warmup: expected an integer >= 0, got {proxy_warmup!r}")
     scores = None
-    if proxy_warmup > 0:
+    if proxy_warmup > 0 or plan is not None:
         scores = (
             proxy_scores
             if isinstance(proxy_scores, ProxyScores)
             else ProxyScores.load(proxy_scores)
         )
     options = dict(options or {})
-    make_sampler(strategy, NB201Space(), seed=seed, **options)  # unknown name/option: fail now
+    if plan is None:  # unknown name/option: fail now
+        make_sampler(strategy, NB201Space(), seed=seed, **options)
     t0 = time.perf_counter()
     tab = table if isinstance(table, NB201Table) else NB201Table.load(table)
     partial = tab.coverage_warning()
@@ -215,7 +240,9 @@ def run_bench(
     processes = min(processes, runs)
     if processes == 1:
         ctx = Context(tab, scores)
-        outcomes = [run_once(ctx, strategy, s, budget, options, dedup, proxy_warmup) for s in seeds]
+        outcomes = [
+            run_once(ctx, strategy, s, budget, options, dedup, proxy_warmup, plan) for s in seeds
+        ]
     else:
         size = math.ceil(runs / processes)
         chunks = [seeds[i : i + size] for i in range(0, runs, size)]
@@ -228,7 +255,7 @@ def run_bench(
             initargs=(tab, None, scores),
         ) as pool:
             futures = [
-                pool.submit(_run_chunk, strategy, c, budget, options, dedup, proxy_warmup)
+                pool.submit(_run_chunk, strategy, c, budget, options, dedup, proxy_warmup, plan)
                 for c in chunks
             ]
             outcomes = [o for f in futures for o in f.result()]

@@ -234,14 +234,18 @@ def report_after_search(outcome: object) -> Path | None:
     return path
 
 
+DEMO_STUDY = "demo"
+
+
 def demo(
-    time: str = typer.Option("150s", "--time", help="Search budget."),
+    time: str = typer.Option("150s", "--time", help="Budget of this run (a rerun adds to it)."),
     storage: str | None = typer.Option(None, help="Storage URL (default sqlite in cwd)."),
 ) -> None:
-    """The main job: evolution over the macro space on digits, with the leaderboard."""
-    import datetime
+    """The main job: evolution over the macro space on digits, with the leaderboard.
 
-    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    Its study is `demo` in the working directory's normnas.db: the commands printed at the
+    end (status, report, export) read it, and running the demo again resumes it (the
+    evolution goes on from its population; finished trials are kept)."""
     overrides = {
         "data": "digits",
         "space": {"name": "macro", "options": DEMO_SPACE},
@@ -249,7 +253,7 @@ def demo(
         "strategy_options": {"population_size": 8, "sample_size": 3},
         "time": time,
         "train": {"epochs": 6, "batch_size": 64, "lr": 0.05},
-        "study": f"demo-{stamp}",
+        "study": DEMO_STUDY,
         "storage": storage,
     }
     typer.echo(
@@ -257,6 +261,11 @@ def demo(
         f" residual) on digits for {time}; the best is then retrained and tested."
     )
     run_and_report(None, overrides, progress=True)
+    at = f" --storage {storage}" if storage else ""
+    typer.echo(
+        f"next    normnas status --study {DEMO_STUDY}{at} | normnas report --study "
+        f"{DEMO_STUDY}{at} | normnas export --study {DEMO_STUDY}{at} --out model.pt"
+    )
 
 
 def _open(study: str, storage: str | None) -> Any:
@@ -324,6 +333,7 @@ def export(
 
     if fmt not in FORMATS:
         _fail(f"--format: unknown format {fmt!r}; valid: {', '.join(FORMATS)}")
+    from normnas.assemble import ensure_final_model
     from normnas.search import final
 
     # an unwritable --out fails before a long retrain; a folder: suggest a name of the format
@@ -331,7 +341,7 @@ def export(
     out = final.prepare_out(out, example)
     check_format(fmt, out)  # and so does a missing extra
     s, url = _open(study, storage)
-    checkpoint = final.ensure_final_model(s, url, data=data, data_root=data_root)
+    checkpoint = ensure_final_model(s, url, data=data, data_root=data_root)
     done = export_model(checkpoint, out, fmt=fmt, fold_bn=fold_bn)
     typer.echo(f"wrote {done.path} ({done.note})")
     note = final.checkpoint_note(checkpoint)

@@ -88,7 +88,7 @@ class SearchJob:
     cfg_data: dict[str, Any]
 
     def build(self, url: str, index: int, data: Any) -> LoopParts:
-        from normnas.search.setup import build_parts, make_study
+        from normnas.assemble import build_parts, make_study
         from normnas.search.study import open_storage
 
         cfg = RunConfig.model_validate(self.cfg_data)

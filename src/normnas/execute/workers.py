@@ -240,8 +240,8 @@ def _search(
     import optuna
     import torch
 
+    from normnas.assemble import build_parts, make_study
     from normnas.search.runner import run_search
-    from normnas.search.setup import build_parts, make_study
     from normnas.search.study import open_storage
 
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // cfg_data["workers"]))

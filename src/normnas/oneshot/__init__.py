@@ -24,13 +24,8 @@ from normnas.oneshot.evaluators import (
     make_supernet,
     prepare_supernet,
 )
-from normnas.oneshot.gradient import (
-    METHODS,
-    GradientEpoch,
-    GradientOptions,
-    GradientResult,
-    search_gradient,
-)
+from normnas.oneshot.gradient import GradientEpoch, GradientResult, search_gradient
+from normnas.oneshot.gradient_options import METHODS, GradientOptions
 from normnas.oneshot.indicator import bn_score, train_bn_indicator
 from normnas.oneshot.relaxed import Decision, RelaxedSupernet
 from normnas.oneshot.relaxed_macro import RelaxedMacro

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 if TYPE_CHECKING:
-    from normnas.oneshot.gradient import GradientOptions
+    from normnas.oneshot.gradient_options import GradientOptions
 
 
 def _accuracy_loss(

@@ -125,7 +125,7 @@ def finalist_costs(outcome: Any, space: Any, top: int = 5) -> dict[int, dict[str
     finalists' latency is measured at print time when the search did not record it; the
     FLOPs are counted when the evaluator did not (a supernet, proxies, a gradient method).
     """
-    from normnas.train.cost import LatencyMs, count_flops, measure_latency
+    from normnas.train.cost import LatencyMs, measure_latency
 
     data = getattr(outcome, "data", None)
     if data is None:
@@ -137,11 +137,12 @@ def finalist_costs(outcome: Any, space: Any, top: int = 5) -> dict[int, dict[str
         if not (need_latency or need_flops):
             continue
         try:
-            model = space.build(space.from_params(r.params), data.num_classes, data.in_channels)
+            arch = space.from_params(r.params)
+            model = space.build(arch, data.num_classes, data.in_channels)
             shape = (data.in_channels, *data.image_size)
             got: dict[str, Any] = {}
             if need_flops:
-                got["flops"] = count_flops(model, shape)
+                got["flops"] = _flops(space, arch, model, data)
             if need_latency:
                 latency = measure_latency(model, shape, batch_size=1, device="cpu")
                 got["latency_ms"] = latency.median_ms
@@ -150,6 +151,20 @@ def finalist_costs(outcome: Any, space: Any, top: int = 5) -> dict[int, dict[str
             continue
         out[r.number] = got
     return out
+
+
+def _flops(space: Any, arch: Any, model: Any, data: Any) -> int:
+    """FLOPs of one sample: by the space's formula where it has one (NB201's: counting its
+    full-size network takes seconds), else counted on the built network."""
+    from normnas.train.cost import count_flops
+
+    net_space, net_arch, _ = network_part(space, arch)
+    h, w = data.image_size
+    op_count = getattr(net_space, "op_count", None)
+    if op_count is not None and h == w:
+        return int(op_count(net_arch, num_classes=data.num_classes,
+                            in_channels=data.in_channels, image_size=h)[0])  # fmt: skip
+    return count_flops(model, (data.in_channels, h, w))
 
 
 def _top(study: optuna.Study, top: int) -> list[rec.TrialRecord]:

@@ -14,8 +14,8 @@ from normnas.search.records import parse_objective
 from normnas.text import plural
 
 if TYPE_CHECKING:
+    from normnas.search.budget import Budget
     from normnas.search.events import TrialEvent
-    from normnas.search.runner import Budget
 
 
 class _WallBar(BarColumn):

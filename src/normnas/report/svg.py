@@ -75,6 +75,14 @@ def fmt_tick(v: float) -> str:
 SHARE = (0.0, 1.0)  # the bounds of a fraction (accuracy): its axis never goes past them
 
 
+def _percent_places(ticks: Sequence[float]) -> int:
+    """Decimals that write every tick as a percentage exactly: a step of 0.5% needs one
+    (98.5%, 99.5%), where none would label two ticks alike."""
+    return next(
+        (d for d in range(4) if all(abs(round(100 * t, d) - 100 * t) < 1e-6 for t in ticks)), 4
+    )
+
+
 def _span(
     values: Sequence[float], pad: float = 0.05, bounds: tuple[float, float] | None = None
 ) -> tuple[float, float]:
@@ -144,9 +152,11 @@ class Axes:
         y0, y1 = self.height - self.bottom, self.top
         p.append(f'<line class="axis" x1="{x0}" y1="{y0}" x2="{x1}" y2="{y0}"/>')
         p.append(f'<line class="axis" x1="{x0}" y1="{y0}" x2="{x0}" y2="{y1}"/>')
-        for t in nice_ticks(*self.y_range):
+        y_ticks = nice_ticks(*self.y_range)
+        places = _percent_places(y_ticks)
+        for t in y_ticks:
             yy = self.y(t)
-            label = f"{100 * t:.0f}%" if y_fmt == "%" else fmt_tick(t)
+            label = f"{100 * t:.{places}f}%" if y_fmt == "%" else fmt_tick(t)
             p.append(f'<line class="grid" x1="{x0}" y1="{yy:.1f}" x2="{x1}" y2="{yy:.1f}"/>')
             p.append(
                 f'<text class="tick" x="{x0 - 4}" y="{yy + 3:.1f}" text-anchor="end">{label}</text>'

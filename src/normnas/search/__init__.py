@@ -14,7 +14,7 @@ _EXPORTS = {
     "Evaluator": "normnas.search.result",
     "ReportFn": "normnas.search.result",
     "TrialResult": "normnas.search.result",
-    "Budget": "normnas.search.runner",
+    "Budget": "normnas.search.budget",
     "Constraints": "normnas.search.runner",
     "SearchSummary": "normnas.search.runner",
     "TrialEvent": "normnas.search.events",

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from normnas.search import records as rec
 
 if TYPE_CHECKING:
-    from normnas.search.runner import Budget
+    from normnas.search.budget import Budget
 
 
 @dataclass

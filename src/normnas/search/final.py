@@ -294,44 +294,6 @@ def data_error(study_name: str, config: Mapping[str, Any], error: BaseException)
     )
 
 
-def ensure_final_model(
-    study: Any, url: str, data: str | None = None, data_root: str | None = None
-) -> Path:
-    """The study's best-model checkpoint; retrained from the study's config if missing.
-
-    `data`/`data_root` replace the recorded data for that retrain (the data has moved).
-    """
-    from normnas.config import parse_config
-    from normnas.errors import SearchFailedError, StorageError
-    from normnas.search import records as rec
-    from normnas.search.setup import build_parts
-    from normnas.search.study import storage_dir, storage_errors, study_file, study_meta
-
-    found = find_checkpoint(study.study_name, study.user_attrs.get("model_path"), storage_dir(url))
-    if found is not None:
-        return found
-    front = rec.best_records(study)
-    if not front:
-        raise SearchFailedError(f"study {study.study_name!r} has no completed trial")
-    config = rebuild_config(study.study_name, study_meta(study), data, data_root)
-    try:
-        parts = build_parts(parse_config(config), judge=False)
-    except DataError as e:
-        raise data_error(study.study_name, config, e) from None
-    arch = parts.space.from_params(front[0].params)
-    fm = retrain(
-        parts.space, arch, parts.data, parts.train_config, study.study_name, front[0].number
-    )
-    out = save(fm, study_file(url, study.study_name, "-best.pt"))
-    try:  # a read-only storage: the checkpoint is found beside it next time anyway
-        with storage_errors(url):
-            study.set_user_attr("model_path", str(out))
-            study.set_user_attr("test_accuracy", fm.test_accuracy)
-    except StorageError:
-        pass
-    return out
-
-
 def choose_final(
     retrained: FinalModel,
     data: Any,

@@ -45,6 +45,7 @@ from optuna.pruners import NopPruner
 from optuna.trial import FrozenTrial, TrialState
 
 from normnas.search import records as rec
+from normnas.search.budget import Budget  # re-exported: normnas.search.runner.Budget
 from normnas.search.events import ProgressDisplay, TrialEvent
 from normnas.search.result import Evaluator, ReportFn, TrialResult
 from normnas.search.study import (
@@ -58,17 +59,6 @@ from normnas.search.study import (
 from normnas.spaces.base import Arch, SearchSpace, space_size
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-@dataclass
-class Budget:
-    trials: int | None = None  # evaluated (non-duplicate) trials
-    wall_s: float | None = None  # real seconds
-    cost_s: float | None = None  # sum of TrialResult.cost_s (simulated seconds for tables)
-
-    def __post_init__(self) -> None:
-        if self.trials is None and self.wall_s is None and self.cost_s is None:
-            raise ValueError("a budget needs trials, wall_s or cost_s")
 
 
 @dataclass

@@ -1,10 +1,12 @@
-"""The parts of a search run made from a RunConfig, and the checks made before any trial.
+"""What a search run is made of, and the checks made before any trial, that need no config.
 
-Space, data, judge (evaluator) and study; each check is a one-line `UserError`: the device
-exists, the data's images are large enough for the space, and a study being resumed was
-made with the same space, data and training (its fingerprint; `force` records the change
-instead). The whole run (`normnas.session.run`) and the worker processes build on these;
-nothing here knows how trials are executed.
+`Parts` (space, data, judge, constraints, training config) and each check as a one-line
+`UserError`: the device exists, the data's images are large enough for the space, and a
+study being resumed was made the same way (its fingerprint; `force` records the change
+instead). Building the parts from a `RunConfig` (`normnas.assemble`) and choosing the judge
+(`normnas.judges`) happen above `search/`, which imports neither; the whole run
+(`normnas.session.run`) and the worker processes build on these. Nothing here knows how
+trials are executed.
 """
 
 from __future__ import annotations
@@ -12,15 +14,12 @@ from __future__ import annotations
 import dataclasses
 import shlex
 import sys
-import time
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import optuna
 
-from normnas.config import RunConfig
 from normnas.errors import (
     DeviceError,
     NothingFeasibleError,
@@ -31,15 +30,8 @@ from normnas.errors import (
 from normnas.search import records as rec
 from normnas.search.checkpoints import TrialCheckpoints
 from normnas.search.runner import Constraints, SearchSummary
-from normnas.search.spaces import make_space, network_part, space_spec
-from normnas.search.strategies import make_pruner, make_sampler
-from normnas.search.study import (
-    default_storage,
-    open_study,
-    safe_file_stem,
-    storage_dir,
-    study_meta,
-)
+from normnas.search.spaces import network_part
+from normnas.search.study import safe_file_stem, storage_dir, study_meta
 from normnas.spaces.base import SearchSpace
 from normnas.text import plural
 
@@ -53,131 +45,14 @@ class Parts:
     train_config: Any
 
 
-def train_config(cfg: RunConfig) -> Any:
-    from normnas.train import TrainConfig
-
-    return TrainConfig(**cfg.train.model_dump(), seed=cfg.seed, device=cfg.device)
-
-
-def supernet_path(cfg: RunConfig, url: str) -> Path:
-    """Where a study's supernet checkpoint lives: beside the study's storage."""
-    return storage_dir(url) / f"{safe_file_stem(cfg.study_name)}.{cfg.evaluator}.pt"
-
-
 def trial_checkpoints(study_name: str, url: str) -> TrialCheckpoints:
     """Where a study keeps its best trials' trained weights: NAME.trials/ beside its storage."""
     return TrialCheckpoints(storage_dir(url) / f"{safe_file_stem(study_name)}.trials", keep=3)
 
 
-def make_evaluator(cfg: RunConfig, parts: Parts, url: str) -> Any:
-    """The study's judge: training from scratch, or a (trained or reloaded) supernet."""
-    from normnas.search.evaluators import TrainEvaluator
-
-    if cfg.evaluator == "proxy":
-        from normnas.proxies import ProxyEvaluator
-
-        return ProxyEvaluator(
-            parts.space, parts.data, tuple(cfg.proxies), seed=cfg.seed, device=cfg.device
-        )
-    if cfg.evaluator == "train":
-        return TrainEvaluator(
-            parts.space,
-            parts.data,
-            parts.train_config,
-            cfg.objectives,
-            constraints=parts.constraints,
-            checkpoints=trial_checkpoints(cfg.study_name, url),
-        )
-    from normnas.oneshot import (
-        BNIndicatorEvaluator,
-        SupernetEvaluator,
-        SupernetOptions,
-        prepare_supernet,
-    )
-
-    o = cfg.oneshot
-    options = SupernetOptions(
-        judge=cfg.evaluator,
-        sampling=o.sampling,
-        affine=o.affine,
-        C=o.C,
-        N=o.N,
-        warmup_epochs=o.warmup_epochs,
-        bn_epochs=o.bn_epochs,
-    )
-    tc = parts.train_config
-    if o.epochs is not None:
-        tc = dataclasses.replace(tc, epochs=o.epochs)
-    supernet = prepare_supernet(parts.space, parts.data, tc, options, supernet_path(cfg, url))
-    if cfg.evaluator == "bn-indicator":
-        return BNIndicatorEvaluator(supernet, parts.data)
-    return SupernetEvaluator(
-        supernet, parts.data, bn_mode=o.bn_mode, calib_batches=o.calib_batches, seed=cfg.seed
-    )
-
-
-def warm_up(cfg: RunConfig, parts: Parts, study: optuna.Study) -> str:
-    """Score `cfg.proxy_warmup` random architectures with the proxies and enqueue the best
-    (as many as the strategy starts from) to be evaluated first; once per study. Its time
-    comes out of `--time` like any other work of the command."""
-    from normnas.proxies import proxy_warmup, seed_count, seed_study
-
-    start = time.perf_counter()
-    picks = proxy_warmup(
-        parts.space, parts.data, cfg.proxy_warmup, tuple(cfg.proxies), seed=cfg.seed,
-        device=cfg.device,
-    )  # fmt: skip
-    chosen = seed_study(study, parts.space, picks, seed_count(study.sampler))
-    spent = time.perf_counter() - start
-    study.set_user_attr("proxy_warmup_s", spent)
-    return (
-        f"proxy warm-up: {plural(len(picks), 'architecture')} scored by "
-        f"{', '.join(cfg.proxies)} in "
-        f"{spent:.1f}s; the best {len(chosen)} start the search"
-    )
-
-
-def build_parts(
-    cfg: RunConfig,
-    space: SearchSpace | None = None,
-    data: Any = None,
-    url: str | None = None,
-    judge: bool = True,
-) -> Parts:
-    """Space, data, constraints, training config and (with `judge`) the evaluator."""
-    from normnas.data import load
-
-    if space is None:
-        space = make_space(cfg.space.name, cfg.space.space_options(), cfg.space.recipe)
-    if data is None:
-        data = load(
-            cfg.data,
-            root=cfg.data_root,
-            verify=cfg.verify,
-            valid_fraction=cfg.valid_fraction,
-            seed=cfg.seed,
-        )
-    check_image_size(space, data)
-    constraints = Constraints(**cfg.constraints.model_dump())
-    parts = Parts(space, data, None, constraints, train_config(cfg))
-    if judge:
-        parts.evaluator = make_evaluator(
-            cfg, parts, url or cfg.storage or default_storage(cfg.workers)
-        )
-    return parts
-
-
 def worker_seed(seed: int, index: int) -> int:
     """Worker 0 uses the seed itself; others a derived one (no two workers share a stream)."""
     return seed if index == 0 else int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
-
-
-def make_study(cfg: RunConfig, space: SearchSpace, storage: Any, index: int = 0) -> optuna.Study:
-    sampler = make_sampler(
-        cfg.strategy, space, worker_seed(cfg.seed, index), **cfg.strategy_options
-    )
-    pruner = make_pruner(cfg.pruner, **cfg.pruner_options)
-    return open_study(cfg.study_name, storage, rec.directions(cfg.objectives), sampler, pruner)
 
 
 def check_device(device: str) -> None:
@@ -215,30 +90,6 @@ def check_image_size(space: SearchSpace, data: Any) -> None:
             "smaller images to 1x1 maps, where normalization cannot train); "
             "resize the images or use fewer stride-2 stages"
         )
-
-
-def fingerprint(cfg: RunConfig, space: SearchSpace) -> dict[str, Any]:
-    """What defines a study's results: rerunning with a change would mix incomparable trials."""
-    data: dict[str, Any] = {"name": cfg.data}
-    path = Path(cfg.data.split(":", 1)[1] if ":" in cfg.data[2:] else cfg.data).expanduser()
-    if path.exists():
-        data["path"] = str(path.resolve())
-        if path.is_file():
-            data["bytes"] = path.stat().st_size
-    judge: dict[str, Any] = {"evaluator": cfg.evaluator}
-    if cfg.evaluator in ("supernet", "bn-indicator"):
-        judge["oneshot"] = cfg.oneshot.model_dump(mode="json")
-    if cfg.evaluator == "proxy":
-        judge["proxies"] = list(cfg.proxies)
-    return {
-        "space": space_spec(space),
-        "data": data,
-        "judge": judge,
-        "valid_fraction": cfg.valid_fraction,
-        "seed": cfg.seed,
-        "train": cfg.train.model_dump(mode="json"),
-        "objectives": list(cfg.objectives),
-    }
 
 
 def _flat(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -331,25 +182,3 @@ def constraint_flag(metric: str) -> str:
     return {"params": "--max-params", "flops": "--max-flops", "latency_ms": "--max-latency-ms"}.get(
         metric, metric
     )
-
-
-def check_evaluate(cfg: RunConfig, evaluate: Any) -> None:
-    """ConfigError when a custom evaluate function (or its absence) does not fit `cfg`."""
-    from normnas.errors import ConfigError
-
-    custom = [o for o in cfg.objectives if rec.is_custom(o)]
-    if evaluate is None:
-        if custom:
-            raise ConfigError(
-                f"--objective {custom[0]}: a metric of your own needs "
-                "normnas.search(evaluate=your_function); the built-in judges give "
-                "accuracy, params, flops and latency"
-            )
-        return
-    from normnas.search.custom import call_mode
-
-    call_mode(evaluate)  # a function whose signature fits: before any data is loaded
-    if cfg.evaluator != "train" or cfg.method is not None:
-        raise ConfigError("evaluate: your function is the judge; it takes no evaluator= or method=")
-    if cfg.workers > 1:
-        raise ConfigError("evaluate: your function runs in this process; use workers=1")

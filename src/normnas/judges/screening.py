@@ -1,0 +1,172 @@
+"""The cheap stages of a cascade in a real search: judge candidates, record every score in
+the study, resume after a kill.
+
+Each candidate a cheap stage judges is one trial of the study, told PRUNED (Optuna's word
+for "stopped at a low fidelity"), with attributes `cascade_screen` (True), `cascade_stage`
+(the stage's index), `cascade_judge`, `key`, `arch`, `cost_s` and its scores `x.NAME`
+(every proxy's raw score, `x.bn_indicator`, `x.supernet`). These trials have no `status`,
+so the runner's budget, its duplicate check, the leaderboard and `best` never count them:
+they are the cascade's record, read by the report's funnel. A rerun of the same command
+reads them back and judges only what is missing, so a kill loses at most the candidate
+being judged.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.trial import TrialState, create_trial
+
+from normnas.judges.cascade import SCORE_PREFIX, STAGE_ATTR, Stage, top_by_vote
+from normnas.judges.combiner import Candidate
+from normnas.spaces.base import Arch, SearchSpace
+
+SCREEN_ATTR = "cascade_screen"
+JUDGE_ATTR = "cascade_judge"
+SCREEN_STREAM = 0xCA5C
+
+
+@dataclass
+class ScreenJudge:
+    """A cheap judge as the cascade calls it: `scores(arch) -> {name: value}`."""
+
+    name: str
+    scores: Callable[[Arch], dict[str, float]]
+
+
+def screened(study: optuna.Study, space: SearchSpace) -> dict[tuple[int, str], Candidate]:
+    """The study's screened candidates by (stage, key)."""
+    out: dict[tuple[int, str], Candidate] = {}
+    for t in study.get_trials(deepcopy=False, states=(TrialState.PRUNED,)):
+        attrs = t.user_attrs
+        if not attrs.get(SCREEN_ATTR):
+            continue
+        try:
+            arch = space.from_str(str(attrs["arch"]))
+        except (KeyError, ValueError):
+            continue
+        scores = {
+            k[len(SCORE_PREFIX) :]: float(v)
+            for k, v in attrs.items()
+            if k.startswith(SCORE_PREFIX) and isinstance(v, (int, float))
+        }
+        stage = int(attrs.get(STAGE_ATTR, 0))
+        cand = Candidate(arch, str(attrs["key"]), scores, stage, float(attrs.get("cost_s", 0)))
+        out[(stage, cand.key)] = cand
+    return out
+
+
+def _record(
+    study: optuna.Study, space: SearchSpace, cand: Candidate, stage: int, judge: str, cost: float
+) -> None:
+    params = space.to_params(cand.arch)
+    dists = space.distributions()
+    attrs: dict[str, Any] = {
+        SCREEN_ATTR: True,
+        STAGE_ATTR: stage,
+        JUDGE_ATTR: judge,
+        "key": cand.key,
+        "arch": space.to_str(cand.arch),
+        "cost_s": float(cost),
+    }
+    for name, value in cand.scores.items():
+        if math.isfinite(value):
+            attrs[SCORE_PREFIX + name] = float(value)
+    study.add_trial(
+        create_trial(
+            state=TrialState.PRUNED,
+            params=params,
+            distributions={k: dists[k] for k in params},
+            user_attrs=attrs,
+        )
+    )
+
+
+def distinct(space: SearchSpace, n: int, rng: np.random.Generator) -> list[Arch]:
+    """`n` random architectures of distinct canonical classes (fewer if the space is small)."""
+    out: list[Arch] = []
+    seen: set[str] = set()
+    for _ in range(max(50 * n, 1000)):
+        if len(out) >= n:
+            break
+        arch = space.canonical(space.sample(rng))
+        key = space.to_str(arch)
+        if key not in seen:
+            seen.add(key)
+            out.append(arch)
+    return out
+
+
+@dataclass
+class ScreenReport:
+    pool: list[Candidate]  # what the last cheap stage passed to the dearest judge
+    per_stage: list[tuple[str, int, float]]  # (judge, candidates judged, seconds) per stage
+    cut: bool  # the time budget ended a stage early
+
+
+def run_screens(
+    study: optuna.Study,
+    space: SearchSpace,
+    stages: Sequence[Stage],
+    judges: Callable[[str], ScreenJudge],
+    seed: int,
+    time_left: Callable[[], float | None] = lambda: None,
+    echo: Callable[[str], None] | None = None,
+) -> ScreenReport:
+    """Run the cheap stages (`stages[:-1]`) and return the candidates for the last one.
+
+    Stage 0 draws `n` distinct classes with a generator seeded by `seed` (a rerun draws the
+    same ones, so what was recorded is skipped); stage i > 0 takes the `n` best by the rank
+    vote of the scores of stages < i among those stage i-1 judged. A stage stops early when
+    `time_left()` reaches 0 (the rest of the run needs its share: the caller says how much
+    is left for screening).
+    """
+    done = screened(study, space)
+    pool: list[Candidate] = []
+    per_stage: list[tuple[str, int, float]] = []
+    cut = False
+    names: list[str] = []
+    for i, stage in enumerate(stages[:-1]):
+        n = int(stage.n or 1)
+        if i == 0:
+            rng = np.random.default_rng([seed, SCREEN_STREAM])
+            wanted = [Candidate(a, space.to_str(a)) for a in distinct(space, n, rng)]
+        else:
+            wanted = top_by_vote(pool, names, n)
+        judge = judges(stage.judge)
+        judged: list[Candidate] = []
+        spent = 0.0
+        for cand in wanted:
+            prior = done.get((i, cand.key))
+            if prior is not None:
+                judged.append(prior)
+                spent += prior.cost_s
+                continue
+            left = time_left()
+            if left is not None and left <= 0:
+                cut = True
+                break
+            start = time.perf_counter()
+            try:
+                new_scores = judge.scores(cand.arch)
+            except Exception:  # a candidate the judge cannot score ranks last, never fails
+                new_scores = {}
+            cost = time.perf_counter() - start
+            item = Candidate(cand.arch, cand.key, {**cand.scores, **new_scores}, i, cost)
+            _record(study, space, item, i, stage.judge, cost)
+            judged.append(item)
+            spent += cost
+        names = sorted({k for c in judged for k in c.scores})
+        per_stage.append((stage.judge, len(judged), spent))
+        if echo is not None:
+            echo(f"cascade stage {i + 1} {stage.judge}: {len(judged)} judged in {spent:.1f}s")
+        pool = judged
+        if cut or not pool:
+            break
+    return ScreenReport(pool, per_stage, cut)
