@@ -93,6 +93,8 @@ def fingerprint(cfg: RunConfig, space: SearchSpace) -> dict[str, Any]:
         judge["oneshot"] = cfg.oneshot.model_dump(mode="json")
     if cfg.evaluator == "proxy":
         judge["proxies"] = list(cfg.proxies)
+    if cfg.cascade:  # the cheap stages' scores are part of what the study holds
+        judge["cascade"] = cfg.cascade
     return {
         "space": space_spec(space),
         "data": data,

@@ -256,6 +256,9 @@ class RunConfig(_Model):
     # zero-cost proxies: the judge's (`evaluator: proxy`) and the warm-up's
     proxies: list[str] = Field(default_factory=lambda: ["synflow", "jacov", "naswot"])
     proxy_warmup: int = Field(0, ge=0)  # score N random archs first, start from the best
+    # a cascade of judges, cheapest first: "proxy:2000,bn-indicator:200,train:20" (see
+    # normnas.judges.cascade); its last stage is the search's judge
+    cascade: str | None = None
 
     @field_validator("proxies", mode="before")
     @classmethod
@@ -431,6 +434,7 @@ FLAGS: dict[str, str] = {
     "oneshot.calib_batches": "--calib-batches",
     "proxies": "--proxy",
     "proxy_warmup": "--proxy-warmup",
+    "cascade": "--cascade",
     "method": "--method",
     "gradient.order": "--order",
     "gradient.selection": "--selection",

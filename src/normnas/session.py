@@ -24,6 +24,7 @@ from normnas.assemble import build_parts, check_evaluate, fingerprint, make_stud
 from normnas.config import RunConfig
 from normnas.errors import SearchInterrupted, UserError
 from normnas.judges import make_evaluator, warm_up
+from normnas.judges.cascade import parse_cascade
 from normnas.search import records as rec
 from normnas.search.runner import Budget, SearchSummary, run_search
 from normnas.search.setup import (
@@ -109,6 +110,28 @@ def run_method(
     )
 
 
+def _cascade_config(cfg: RunConfig, stages: Any, evaluate: Any) -> RunConfig:
+    """The run's config with the cascade's last judge as its evaluator; ConfigError (one
+    line) for what a cascade cannot run with."""
+    from normnas.errors import ConfigError
+
+    last = stages[-1].judge
+    if cfg.method is not None or cfg.workers > 1 or cfg.executor == "ray":
+        raise ConfigError(
+            "--cascade: runs its stages in this process; it takes no --method, --workers or "
+            "--executor ray"
+        )
+    if evaluate is not None:
+        raise ConfigError("--cascade: its last stage is a judge by name, not evaluate=")
+    if cfg.evaluator not in ("train", last):
+        raise ConfigError(
+            f"--cascade: its last stage judges with {last}, but --evaluator is {cfg.evaluator}"
+        )
+    if any(s.judge == "train" for s in stages[:-1]):
+        raise ConfigError("--cascade: train can only be the last (dearest) stage")
+    return cfg.model_copy(update={"evaluator": last})
+
+
 def _reserve(cfg: RunConfig, study: optuna.Study, data: Any) -> Any:
     """The wall time a search keeps free for what follows it (a function of the study)."""
     if cfg.time is None:
@@ -142,6 +165,10 @@ def run(
     """
     t0 = time.monotonic() if started is None else started
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    stages = None
+    if cfg.cascade:  # checked before the data is loaded
+        stages = parse_cascade(cfg.cascade)
+        cfg = _cascade_config(cfg, stages, evaluate)
     check_device(cfg.device)
     check_evaluate(cfg, evaluate)
     if cfg.executor == "ray":
@@ -200,6 +227,20 @@ def run(
                 parts.evaluator = make_evaluator(cfg, parts, url)
             if cfg.proxy_warmup and "proxy_warmup_s" not in study.user_attrs:
                 notes.append(warm_up(cfg, parts, study))
+            if stages is not None:
+                from normnas.judges.screening import prepare_cascade
+
+                def left() -> float | None:
+                    return None if cfg.time is None else cfg.time - (time.monotonic() - t0)
+
+                echo = (lambda line: print(line, file=sys.stderr, flush=True)) if progress else None
+                study.sampler, line = prepare_cascade(
+                    cfg, parts, study, url, stages, left, echo
+                )
+                notes.append(line)
+                if stages[-1].n is not None:
+                    n = stages[-1].n
+                    budget.trials = n if budget.trials is None else min(budget.trials, n)
             if cfg.time is not None:  # the supernet's training and the warm-up took their share
                 budget.wall_s = cfg.time - (time.monotonic() - t0)
                 if budget.wall_s <= 0:

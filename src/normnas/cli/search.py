@@ -114,6 +114,12 @@ def search(
         "--proxy-warmup",
         help="Score N random architectures with the proxies first; start from the best.",
     ),
+    cascade: str | None = typer.Option(
+        None,
+        "--cascade",
+        help="Judges from cheapest to dearest, each judge:N candidates, e.g. "
+        "proxy:2000,bn-indicator:200,train:20 (the last is the search's judge).",
+    ),
     method: str | None = typer.Option(
         None,
         "--method",
@@ -175,6 +181,7 @@ def search(
         "oneshot.calib_batches": calib_batches,
         "proxies": proxy,
         "proxy_warmup": proxy_warmup,
+        "cascade": cascade,
         "method": method,
         "gradient.order": order,
         "gradient.selection": selection,

@@ -170,3 +170,77 @@ def run_screens(
         if cut or not pool:
             break
     return ScreenReport(pool, per_stage, cut)
+
+
+CASCADE_ATTR = "cascade"  # study attr: the spec and each cheap stage's (judge, n, seconds)
+SCREEN_SHARE = 0.5  # of the time left, at most this much goes to the cheap stages
+
+
+def screen_judge(cfg: Any, parts: Any, url: str, name: str) -> ScreenJudge:
+    """The cheap judge `name` of a run: proxies give each proxy's raw score; a supernet or
+    the BN-scale indicator (trained once beside the study, as for `--evaluator`) gives
+    its score under its own name."""
+    from normnas.judges.registry import make_evaluator
+
+    judge = make_evaluator(cfg.model_copy(update={"evaluator": name}), parts, url)
+    if name == "proxy":
+        return ScreenJudge(name, judge.scores)  # type: ignore[attr-defined]
+    label = name.replace("-", "_")
+
+    def score(arch: Arch) -> dict[str, float]:
+        result = judge.evaluate(arch)
+        if result.status != "ok" or result.accuracy is None:
+            raise ValueError(result.error or f"{name} gave no score")
+        return {label: float(result.accuracy)}
+
+    return ScreenJudge(name, score)
+
+
+def prepare_cascade(
+    cfg: Any,
+    parts: Any,
+    study: optuna.Study,
+    url: str,
+    stages: Sequence[Stage],
+    time_left: Callable[[], float | None],
+    echo: Callable[[str], None] | None = None,
+) -> tuple[Any, str]:
+    """Run the cheap stages of `stages` for a search and return the last stage's sampler
+    and a line for the user. The cheap stages get at most SCREEN_SHARE of the time left
+    when they start."""
+    from normnas.judges.cascade import CascadeSampler, cascade_str
+
+    left0 = time_left()
+    begun = time.monotonic()
+    share = None if left0 is None else SCREEN_SHARE * left0
+
+    def screen_left() -> float | None:
+        return None if share is None else share - (time.monotonic() - begun)
+
+    judges: dict[str, ScreenJudge] = {}
+
+    def judge_of(name: str) -> ScreenJudge:
+        if name not in judges:
+            judges[name] = screen_judge(cfg, parts, url, name)
+        return judges[name]
+
+    report = run_screens(study, parts.space, stages, judge_of, cfg.seed, screen_left, echo)
+    names = sorted({k for c in report.pool for k in c.scores})
+    study.set_user_attr(
+        CASCADE_ATTR,
+        {
+            "spec": cascade_str(stages),
+            "stages": [
+                {"judge": j, "judged": n, "seconds": round(s, 3)} for j, n, s in report.per_stage
+            ],
+            "cut": report.cut,
+        },
+    )
+    sampler = CascadeSampler(
+        parts.space, report.pool, names, seed=cfg.seed, stage=len(stages) - 1
+    )
+    funnel = " -> ".join(f"{j} {n} ({s:.0f}s)" for j, n, s in report.per_stage)
+    line = f"cascade {cascade_str(stages)}: {funnel} -> {stages[-1].judge}"
+    if report.cut:
+        line += " (a stage was cut short by --time: it judged fewer than asked)"
+    return sampler, line

@@ -239,7 +239,10 @@ def print_outcome(outcome: Any, cfg: Any) -> None:
     c = counts(study)
     s = outcome.summary
     line = f"trials: {c.get('ok', 0)} ok"
-    for k in ("duplicate", "infeasible", "pruned", "failed", "diverged", "timeout", "interrupted"):
+    for k in (
+        "screened", "duplicate", "infeasible", "pruned", "failed", "diverged", "timeout",
+        "interrupted",
+    ):  # fmt: skip
         if c.get(k):
             line += f", {c[k]} {k}"
     if s is not None:

@@ -23,6 +23,8 @@ def trial_category(r: rec.TrialRecord, owner_alive: Any = None) -> str:
         return "duplicate"
     if r.status:
         return r.status
+    if r.state == optuna.trial.TrialState.PRUNED:  # only a cascade's cheap stages tell these
+        return "screened"
     if r.state == optuna.trial.TrialState.RUNNING:
         if owner_alive is not None and owner_alive(r.number) is False:
             return "running (owner gone)"
