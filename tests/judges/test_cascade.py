@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 import optuna
 import pytest
-from scipy.stats import kendalltau
 
 from normnas.bench.proxy_scores import ProxyScores
 from normnas.bench.runs import Context, run_bench
@@ -69,7 +68,7 @@ def test_the_combiner_learns_a_cell_effect_the_vote_misses_and_earns_trust() -> 
     x = combiner.features(pool)
     assert combiner.earns_trust(x[:40], truth[:40])
     assert combiner.fit(x[:40], truth[:40])
-    mean, std = combiner.predict(x[40:])
+    _, std = combiner.predict(x[40:])
     assert np.all(std > 0)
     # of the 30 one-hot columns, the effect put in weighs most
     onehot = combiner.model.coef_[len(combiner.score_names) + 1 :]
@@ -131,3 +130,21 @@ def test_bench_charges_the_screened_seconds_and_reports_the_table_pick() -> None
         assert row is not None
         assert o.test_acc_200ep == pytest.approx(float(ctx.table.test_acc_200ep[row]))
     assert result.mean_queries > 0
+
+
+def test_bench_takes_a_cascade_from_the_command_line(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    from tests.support import invoke
+
+    got = invoke(
+        ["bench", "nb201", "--cascade", "proxy:100,train", "--runs", "2", "--budget", "1000",
+         "--json"], tmp_path,
+    )  # fmt: skip
+    assert got.exit_code == 0, got.output
+    out = json.loads(got.output)
+    assert out["strategy"] == "cascade:proxy:100,train" and out["runs"] == 2
+    bad = invoke(["bench", "nb201", "--cascade", "proxy:100,train", "-s", "random"], tmp_path)
+    assert bad.exit_code == 2 and "replaces --strategy" in bad.output
+    table = invoke(["bench", "nb201", "--cascade", "bn-indicator:10,train"], tmp_path)
+    assert table.exit_code == 2 and "proxy stages, then train" in table.output

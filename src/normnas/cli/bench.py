@@ -25,7 +25,9 @@ def _fail(message: str, code: int = 2) -> NoReturn:
 @bench_app.command("nb201")
 @reported
 def nb201(
-    strategy: str = typer.Option(..., "--strategy", "-s", help="Strategy name (see `search`)."),
+    strategy: str | None = typer.Option(
+        None, "--strategy", "-s", help="Strategy name (see `search`); or give --cascade."
+    ),
     runs: int = typer.Option(500, "--runs", "-r", help="Independent seeded searches."),
     budget: float = typer.Option(
         12000.0, "--budget", "-b", help="Simulated training seconds per search."
@@ -46,7 +48,15 @@ def nb201(
         "their measured seconds are charged to the budget.",
     ),
     proxy_scores: Path | None = typer.Option(
-        None, "--proxy-scores", help="Proxy score file for --proxy-warmup (default: packaged)."
+        None,
+        "--proxy-scores",
+        help="Proxy score file for --proxy-warmup or --cascade (default: packaged).",
+    ),
+    cascade: str | None = typer.Option(
+        None,
+        "--cascade",
+        help="A cascade instead of a strategy: proxy:N[,proxy:M],train (the shipped proxy "
+        "scores screen, the table trains; the screened cells' seconds are charged).",
     ),
 ) -> None:
     """Run R searches of a strategy on NAS-Bench-201; report the picks' test accuracy."""
@@ -54,8 +64,23 @@ def nb201(
     from normnas.bench.table import NB201Table, TableError
     from normnas.search.strategies import STRATEGIES
 
-    if strategy not in STRATEGIES:
+    plan = None
+    if cascade is not None:
+        from normnas.errors import UserError
+        from normnas.judges.cascade import bench_plan, parse_cascade
+
+        if strategy is not None or proxy_warmup:
+            _fail("--cascade: replaces --strategy and --proxy-warmup; give it alone")
+        try:
+            plan = bench_plan(parse_cascade(cascade))
+        except UserError as exc:
+            _fail(str(exc))
+        strategy = f"cascade:{cascade}"
+    elif strategy is None:
+        _fail("give --strategy NAME or --cascade SPEC")
+    elif strategy not in STRATEGIES:
         _fail(f"unknown strategy {strategy!r}; valid: {', '.join(sorted(STRATEGIES))}")
+    assert strategy is not None
     checks = (
         ("--runs", runs, 1),
         ("--processes", processes, 1),
@@ -71,7 +96,7 @@ def nb201(
     except TableError as exc:
         _fail(str(exc))
     scores = None
-    if proxy_warmup > 0:
+    if proxy_warmup > 0 or plan is not None:
         from normnas.bench.proxy_scores import ProxyScores
         from normnas.errors import UserError
 
@@ -90,6 +115,7 @@ def nb201(
             dedup=dedup,
             proxy_warmup=proxy_warmup,
             proxy_scores=scores,
+            plan=plan,
         )
     except ValueError as exc:  # a strategy that cannot run on this space, bad options
         _fail((str(exc).strip().splitlines() or [type(exc).__name__])[0])
@@ -106,7 +132,13 @@ def nb201(
         + (
             f", proxy warm-up {plural(proxy_warmup, 'cell')} ({', '.join(scores.proxies)}): "
             f"{result.mean_warmup_s:.1f} s charged per run"
-            if scores is not None
+            if scores is not None and plan is None
+            else ""
+        )
+        + (
+            f", proxy screening ({', '.join(scores.proxies)}): {result.mean_warmup_s:.1f} s "
+            "charged per run"
+            if scores is not None and plan is not None
             else ""
         )
     )
