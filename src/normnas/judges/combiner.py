@@ -31,6 +31,9 @@ from normnas.spaces.base import Arch, SearchSpace
 # below this many results of the dearest judge, promote by the cheap scores' vote alone:
 # measured on NAS-Bench-201 (BENCHMARKS.md), a fit on fewer points promoted worse than the vote
 MIN_POINTS = 8
+# how much better (leave-one-out Kendall tau) than the vote the fitted model must rank
+# before it is used; a tie goes to the vote (see BENCHMARKS.md, "Cheap and right")
+TRUST_MARGIN = 0.1
 
 
 @dataclass
@@ -177,7 +180,7 @@ class Combiner:
             loo[i] = probe.predict(x[i : i + 1])[0][0]
         tau_model = kendalltau(loo, y_arr)[0]
         tau_vote = kendalltau(self._base(x), y_arr)[0]
-        return bool(np.nan_to_num(tau_model) > np.nan_to_num(tau_vote))
+        return bool(np.nan_to_num(tau_model) > np.nan_to_num(tau_vote) + TRUST_MARGIN)
 
     def choose(
         self,
