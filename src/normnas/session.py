@@ -22,7 +22,7 @@ from optuna.trial import TrialState
 
 from normnas.assemble import build_parts, check_evaluate, fingerprint, make_study
 from normnas.config import RunConfig
-from normnas.errors import SearchInterrupted, UserError
+from normnas.errors import ConfigError, SearchInterrupted, UserError
 from normnas.judges import make_evaluator, warm_up
 from normnas.judges.cascade import parse_cascade
 from normnas.search import records as rec
@@ -40,12 +40,13 @@ from normnas.search.setup import (
 )
 from normnas.search.spaces import space_spec
 from normnas.search.study import (
-    META_ATTR,
     default_storage,
     open_storage,
     recover_interrupted,
     safe_file_stem,
+    set_study_meta,
     storage_dir,
+    study_meta,
     versions,
 )
 from normnas.spaces.base import SearchSpace
@@ -110,11 +111,26 @@ def run_method(
     )
 
 
+def _auto_cascade(
+    cfg: RunConfig, parts: Parts, study: optuna.Study, t0: float
+) -> tuple[RunConfig, str]:
+    """`--cascade auto` made concrete: the cascade the study recorded when it is resumed,
+    else one sized to the time left on this machine (`normnas.judges.auto`)."""
+    recorded = (study_meta(study).get("config") or {}).get("cascade")
+    if recorded and recorded != "auto":
+        return cfg.model_copy(update={"cascade": recorded}), (
+            f"cascade {recorded} (chosen when this study began)"
+        )
+    from normnas.judges.auto import choose
+
+    left = float(cfg.time or 0) - (time.monotonic() - t0)
+    choice = choose(cfg, parts, left)
+    return cfg.model_copy(update={"cascade": choice.spec}), choice.line
+
+
 def _cascade_config(cfg: RunConfig, stages: Any, evaluate: Any) -> RunConfig:
     """The run's config with the cascade's last judge as its evaluator; ConfigError (one
     line) for what a cascade cannot run with."""
-    from normnas.errors import ConfigError
-
     last = stages[-1].judge
     if cfg.method is not None or cfg.workers > 1 or cfg.executor == "ray":
         raise ConfigError(
@@ -166,9 +182,12 @@ def run(
     t0 = time.monotonic() if started is None else started
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     stages = None
+    auto = cfg.cascade == "auto"
     if cfg.cascade:  # checked before the data is loaded
-        stages = parse_cascade(cfg.cascade)
+        stages = parse_cascade("proxy:1,train" if auto else cfg.cascade)
         cfg = _cascade_config(cfg, stages, evaluate)
+        if auto and cfg.time is None:
+            raise ConfigError("--cascade auto: sizes the stages to --time; give --time")
     check_device(cfg.device)
     check_evaluate(cfg, evaluate)
     if cfg.executor == "ray":
@@ -180,6 +199,10 @@ def run(
     storage = open_storage(url)
     parts = build_parts(cfg, space, data, url, judge=False)
     study = make_study(cfg, parts.space, storage)
+    auto_line = None
+    if auto:  # measured here, after loading: the time it takes is part of the budget
+        cfg, auto_line = _auto_cascade(cfg, parts, study, t0)
+        stages = parse_cascade(str(cfg.cascade))
     print_ = fingerprint(cfg, parts.space)
     if evaluate is not None:  # resuming with another function would mix incomparable values
         from normnas.search.custom import FunctionEvaluator
@@ -190,10 +213,10 @@ def run(
         print_["judge"] = {"evaluator": "function", "function": parts.evaluator.name}
     changes = check_fingerprint(study, print_, cfg.force)
     recovered = recover_interrupted(study)
-    meta = dict(study.user_attrs.get(META_ATTR) or {})
+    meta = study_meta(study)
     history = list(meta.get("changes", [])) + ([{"forced": changes}] if changes else [])
-    study.set_user_attr(
-        META_ATTR,
+    set_study_meta(  # in parts under 1,024 characters: optuna-dashboard cuts longer values
+        study,
         {
             "config": cfg.model_dump(mode="json"),
             "space": space_spec(parts.space),
@@ -214,6 +237,10 @@ def run(
     budget = Budget(trials=cfg.trials, wall_s=wall)
     summary: SearchSummary | None = None
     notes = [f"changed since the study began (--force): {c}" for c in changes]
+    if auto_line is not None:
+        notes.append(auto_line)
+        if progress:  # said at once: the user sees what runs before it runs
+            print(auto_line, file=sys.stderr, flush=True)
     try:
         # a supernet is trained here, after the checks (a killed training resumes), and in
         # the parent only: workers load its finished checkpoint

@@ -124,3 +124,32 @@ def test_screens_cut_by_time_resume_where_they_stopped(tmp_path: Path) -> None:
     assert len(calls) == 6  # only the six it had not judged
     assert [c.key for c in second.pool[:4]] == [c.key for c in first.pool]
     assert np.all([c.scores["width"] > 0 for c in second.pool])
+
+
+def test_time_alone_gets_a_cascade_sized_here_and_a_rerun_keeps_it(tmp_path: Path) -> None:
+    space = ["--space", str(tmp_path / "s.yaml")]
+    (tmp_path / "s.yaml").write_text(
+        "input_size: 8\nlayers:\n  - {type: conv, filters: [4, 8], norm: [bn, gn, none]}\n"
+        "  - {type: pool, size: 2}\n  - {type: conv, filters: [8, 16], kernel_size: [3, 5]}\n"
+    )
+    args = ["search", "--data", "digits", "--time", "25s", "--epochs", "1", *space]
+    args += ["--study", "auto", "--no-progress", "--no-final"]
+    got = invoke(args, tmp_path)
+    assert got.exit_code == 0, got.output
+    assert "auto cascade for" in got.output
+    study = _study(tmp_path, "auto")
+    from normnas.search.study import study_meta
+
+    spec = study_meta(study)["config"]["cascade"]
+    stages = parse_cascade(spec)  # a concrete spec was recorded, not "auto"
+    assert stages[0].judge == "proxy" and stages[-1] == parse_cascade("proxy:1,train")[-1]
+    screens = [t for t in study.trials if t.user_attrs.get("cascade_screen")]
+    assert 0 < len(screens) <= (stages[0].n or 0)
+    again = invoke(args, tmp_path)
+    assert again.exit_code == 0, again.output
+    assert f"cascade {spec} (chosen when this study began)" in again.output
+    # naming a judge (or a strategy, a trial count) is a plain search: no cascade
+    plain = invoke([*args[:-4], "--study", "plain", "--trials", "2", "--no-progress",
+                    "--no-final"], tmp_path)  # fmt: skip
+    assert plain.exit_code == 0, plain.output
+    assert "auto cascade" not in plain.output and "screened" not in plain.output

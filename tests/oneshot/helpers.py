@@ -1,4 +1,5 @@
-"""Tiny real data for the oneshot tests: digits (8x8), and BN randomization."""
+"""Tiny real data for the oneshot tests: digits (8x8, in memory or as an .npz file), the
+end-to-end searches' config, BN randomization and the in-process CLI."""
 
 from __future__ import annotations
 
@@ -11,6 +12,17 @@ import torch
 
 from normnas.data.digits import load_digits_bundle
 from normnas.data.split import DataBundle, Split
+
+# the end-to-end searches' config: NB201 with a supernet of C=4, N=1 (the final retrain
+# builds the benchmark's C=16, N=5 network: `write_digits_npz` keeps its data small)
+ONESHOT_CONFIG = """\
+space: nb201
+data: npz:{data}
+strategy: evolution
+strategy_options: {{population_size: 4, sample_size: 2}}
+train: {{epochs: 1, batch_size: 64, lr: 0.05}}
+oneshot: {{C: 4, N: 1, warmup_epochs: 1, bn_epochs: 1, calib_batches: 2}}
+"""
 
 
 @cache
@@ -26,6 +38,17 @@ def small_digits(n_train: int = 192, n_valid: int = 96) -> DataBundle:
         train=Split(d.train.x[:n_train], d.train.y[:n_train]),
         valid=Split(d.valid.x[:n_valid], d.valid.y[:n_valid]),
     )
+
+
+def write_digits_npz(path: Path, n: int = 600) -> Path:
+    """The first `n` of scikit-learn's digits as an .npz file (`npz:PATH` data: a fifth is
+    the test split, a tenth of the rest the validation split)."""
+    import numpy as np
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    np.savez(path, x=(d.images[:n] / 16).astype(np.float32), y=d.target[:n])
+    return path
 
 
 def randomize_bn(model: torch.nn.Module, seed: int = 0) -> None:

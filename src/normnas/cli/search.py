@@ -187,7 +187,25 @@ def search(
         "gradient.selection": selection,
         "gradient.epochs": search_epochs,
     }
+    if _judge_left_to_us(config, overrides):
+        overrides["cascade"] = "auto"
     run_and_report(config, overrides, progress, quiet=quiet, verbose=verbose)
+
+
+# naming any of these chooses how the search judges; with none, --time gets an auto cascade
+_CHOICES = (
+    "strategy", "trials", "generations", "evaluator", "cascade", "method", "proxy_warmup",
+    "workers", "executor", "pruner", "objectives", "constraints.max_params",
+    "constraints.max_flops", "constraints.max_latency_ms",
+)  # fmt: skip
+
+
+def _judge_left_to_us(config: Path | None, overrides: dict[str, Any]) -> bool:
+    """`normnas search --data X --time T` and nothing that says how to search: the user
+    leaves the judge to us (see `normnas.judges.auto`). A config file decides for itself."""
+    if config is not None or overrides.get("time") is None:
+        return False
+    return all(overrides.get(k) is None for k in _CHOICES)
 
 
 def run_and_report(

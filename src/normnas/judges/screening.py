@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import optuna
+import torch
 from optuna.trial import TrialState, create_trial
 
 from normnas.judges.cascade import SCORE_PREFIX, STAGE_ATTR, Stage, top_by_vote
@@ -224,7 +225,10 @@ def prepare_cascade(
             judges[name] = screen_judge(cfg, parts, url, name)
         return judges[name]
 
-    report = run_screens(study, parts.space, stages, judge_of, cfg.seed, screen_left, echo)
+    from normnas.train.threads import cpu_threads, free_threads
+
+    with cpu_threads(free_threads(limit=torch.get_num_threads())):  # see train.threads
+        report = run_screens(study, parts.space, stages, judge_of, cfg.seed, screen_left, echo)
     names = sorted({k for c in report.pool for k in c.scores})
     study.set_user_attr(
         CASCADE_ATTR,

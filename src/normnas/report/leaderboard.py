@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from normnas.report.formats import UNRELIABLE_MARK, fmt, latency_warning
+from normnas.report.formats import UNRELIABLE_MARK, fmt, latency_warning, objective_label
 from normnas.report.status import counts, secs
 from normnas.search import records as rec
 from normnas.search.spaces import network_part
@@ -191,18 +191,26 @@ def leaderboard(
     the terminal's). `measured` fills in what a trial did not record (`finalist_costs`).
 
     A latency measured on a busy machine (`latency_reliable` False) is marked with !, and
-    the caption says under what load."""
+    the caption says under what load. A judge's score (proxies, the BN indicator) stands in
+    the accuracy column as a plain number, under the column `score` and the score's name in
+    the title."""
     front = rec.best_records(study)
     shown = _top(study, top)
     measured = measured or {}
-    table = Table(title=f"leaderboard of {study.study_name} (valid accuracy)")
+    label = objective_label(study)
+    table = Table(
+        title=f"leaderboard of {study.study_name} "
+        + (f"({label.name}, not an accuracy)" if label.is_score else "(valid accuracy)")
+    )
     # one line per trial in 80 columns: the numbers never wrap, the compact arch string
     # takes the rest and ends in … when it is longer (whole in `best --json` and the report)
     table.add_column("#", no_wrap=True, min_width=4)
     # 51 = the other columns (4+8+7+7+6), their padding (2 each) and the 7 rules
     arch_width = max(12, (width or Console().width) - 51)
     table.add_column("arch", no_wrap=True, overflow="ellipsis", max_width=arch_width)
-    for col, width in (("accuracy", 8), ("params", 7), ("FLOPs", 7), ("ms", 6)):
+    # "score" keeps the column's width: the arch column gets the rest of the line
+    first = "score" if label.is_score else "accuracy"
+    for col, width in ((first, 8), ("params", 7), ("FLOPs", 7), ("ms", 6)):
         table.add_column(col, no_wrap=True, justify="right", min_width=width)
     unreliable: list[dict[str, Any]] = []
     for r in shown:
@@ -214,7 +222,7 @@ def leaderboard(
         table.add_row(
             str(r.number) + (" *" if r in front else ""),
             escape(compact(r.arch or "?")),
-            fmt(m.get("accuracy"), "acc"),
+            label.fmt(m.get("accuracy")),
             fmt(m.get("params"), "int"),
             fmt(m.get("flops"), "int"),
             ms,
@@ -293,10 +301,11 @@ def _final_how(outcome: Any) -> str:
 def print_best(study: optuna.Study, front: list[rec.TrialRecord]) -> None:
     console = Console()
     space = _space_of(study)
+    label = objective_label(study)
     for r in front:
         m = r.result
         console.print(
-            f"#{r.number} {escape(r.arch or '?')}\n  accuracy {fmt(m.get('accuracy'), 'acc')}, "
+            f"#{r.number} {escape(r.arch or '?')}\n  {label.name} {label.fmt(m.get('accuracy'))}, "
             f"params {fmt(m.get('params'), 'int')}, FLOPs {fmt(m.get('flops'), 'int')}, "
             f"norms {norm_choices(space, r.params) if space is not None else '?'}"
         )
@@ -306,8 +315,10 @@ def print_quiet(outcome: Any) -> None:
     """`--quiet`: the best trial, its test accuracy, where the study and model are."""
     if outcome.best is not None:
         acc = outcome.best.result.get("accuracy")
+        label = objective_label(outcome.study)
+        what = label.name if label.is_score else "valid accuracy"
         line = f"best #{outcome.best.number}" + (
-            f": valid accuracy {100 * acc:.2f}%" if acc is not None else ""
+            f": {what} {label.fmt(acc)}" if acc is not None else ""
         )
         if outcome.test_accuracy is not None:
             line += f", test accuracy {100 * outcome.test_accuracy:.2f}%"

@@ -9,7 +9,7 @@ from typing import IO, TYPE_CHECKING, Any
 from rich.progress import BarColumn, Progress, ProgressColumn, Task, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
-from normnas.report.formats import fmt_metric
+from normnas.report.formats import Label, objective_label
 from normnas.search.records import parse_objective
 from normnas.text import plural
 
@@ -40,19 +40,25 @@ class _TimeLeft(ProgressColumn):
 
 
 class RichProgress:
-    """Progress over the tightest budget known up front (trials, else wall time)."""
+    """Progress over the tightest budget known up front (trials, else wall time); `judge`
+    names the evaluator, so a judge's score is shown as one (see `formats.objective_label`)."""
 
-    def __init__(self, budget: Budget, objectives: tuple[str, ...]) -> None:
+    def __init__(
+        self, budget: Budget, objectives: tuple[str, ...], judge: str | None = None
+    ) -> None:
         self.budget = budget
         self.objective = objectives[0]
+        self.label = objective_label(judge, self.objective)
         self.sign = 1.0 if parse_objective(self.objective)[1] == "maximize" else -1.0
         self.best: float | None = None
         by_time = budget.trials is None and budget.wall_s is not None
+        # a score is named (a bare number could pass for anything); a % is an accuracy
+        named = f"{self.label.name} " if self.label.is_score else ""
         self.progress = Progress(
             TextColumn("[bold]search"),
             _WallBar() if by_time else BarColumn(),
             TextColumn("{task.fields[done]}"),
-            TextColumn("best {task.fields[best]}"),
+            TextColumn("best " + named + "{task.fields[best]}"),
             TimeElapsedColumn(),
             _TimeLeft(budget.wall_s)
             if budget.wall_s is not None
@@ -80,7 +86,7 @@ class RichProgress:
         elif b.trials and event.n_evaluated:
             per = event.elapsed_s / max(event.n_evaluated, 1)
             left = f"~{per * max(b.trials - event.n_evaluated, 0):.0f}s"
-        best = "-" if self.best is None else _metric(self.objective, self.best)
+        best = "-" if self.best is None else self.label.fmt(self.best)
         completed = event.n_evaluated if b.trials is not None else event.elapsed_s
         self.progress.update(self.task, completed=completed, done=done, best=best, left=left)
 
@@ -88,21 +94,19 @@ class RichProgress:
         self.progress.stop()
 
 
-def _metric(objective: str, value: float) -> str:
-    return fmt_metric(parse_objective(objective)[0], value)
-
-
 class PlainProgress:
     """One plain line per finished trial, for a pipe, a log file or CI (nothing redraws):
     number, status, its objective values, the best so far, trials done and time elapsed.
-    `verbose` adds the trial's architecture string."""
+    `verbose` adds the trial's architecture string; `judge` names the evaluator, so that a
+    judge's score is written as one ("proxy score -3.381", never "-338.10%")."""
 
     def __init__(
         self, budget: Budget, objectives: tuple[str, ...], verbose: bool = False,
-        stream: IO[str] | None = None,
+        stream: IO[str] | None = None, judge: str | None = None,
     ) -> None:  # fmt: skip
         self.budget = budget
         self.objectives = objectives
+        self.labels: list[Label] = [objective_label(judge, o) for o in objectives]
         self.sign = 1.0 if parse_objective(objectives[0])[1] == "maximize" else -1.0
         self.best: float | None = None
         self.verbose = verbose
@@ -115,10 +119,10 @@ class PlainProgress:
                 self.best = v
         status = event.status if event.duplicate_of is None else f"dup of #{event.duplicate_of}"
         values = "  ".join(
-            f"{o} {_metric(o, v)}"
-            for o, v in zip(self.objectives, event.values or (), strict=False)
+            f"{label.name} {label.fmt(v)}"
+            for label, v in zip(self.labels, event.values or (), strict=False)
         )
-        best = "-" if self.best is None else _metric(self.objectives[0], self.best)
+        best = "-" if self.best is None else self.labels[0].fmt(self.best)
         b = self.budget
         done = (
             f"{event.n_evaluated}/{plural(b.trials, 'trial')}"
@@ -150,14 +154,17 @@ class LogProgress(PlainProgress):
         get_logger().info(line)
 
 
-def make_progress(budget: Budget, objectives: tuple[str, ...], mode: bool | str) -> Any:
+def make_progress(
+    budget: Budget, objectives: tuple[str, ...], mode: bool | str, judge: str | None = None
+) -> Any:
     """The progress display for `mode`: True ("auto") a redrawing bar on a terminal and plain
     lines elsewhere; "lines" plain lines; "verbose" plain lines with each architecture;
-    "log" plain lines through the `normnas` logger."""
+    "log" plain lines through the `normnas` logger. `judge`: the run's evaluator ("proxy",
+    "bn-indicator" record a score as the accuracy objective: shown as that score)."""
     if mode == "log":
-        return LogProgress(budget, objectives)
+        return LogProgress(budget, objectives, judge=judge)
     if mode == "verbose":
-        return PlainProgress(budget, objectives, verbose=True)
+        return PlainProgress(budget, objectives, verbose=True, judge=judge)
     if mode == "lines" or not sys.stderr.isatty():
-        return PlainProgress(budget, objectives)
-    return RichProgress(budget, objectives)
+        return PlainProgress(budget, objectives, judge=judge)
+    return RichProgress(budget, objectives, judge=judge)

@@ -9,7 +9,7 @@ import optuna
 from rich.console import Console
 from rich.markup import escape
 
-from normnas.report.formats import fmt_metric
+from normnas.report.formats import objective_label
 from normnas.search import records as rec
 from normnas.search.study import study_meta
 
@@ -51,22 +51,15 @@ def print_status(study: optuna.Study, url: str, owner_alive: Any = None) -> None
     front = rec.best_records(study)
     if front:
         names = study.metric_names or study_meta(study).get("config", {}).get("objectives", [])
+        labels = [objective_label(study, n) for n in names]  # a judge's score named as one
         vals = ", ".join(
-            f"{n}={fmt_metric(_metric_name(n), v)}"
-            for n, v in zip(names, front[0].values or (), strict=False)
+            f"{label.name}={label.fmt(v)}"
+            for label, v in zip(labels, front[0].values or (), strict=False)
         )
         console.print(f"best #{front[0].number}: {vals}  {escape(front[0].arch or '?')}")
     path = study.user_attrs.get("model_path")
     if path:
         console.print(f"model {path}")
-
-
-def _metric_name(objective: str) -> str:
-    """The metric of an objective as the study names it ("f1:maximize" -> "f1")."""
-    try:
-        return rec.parse_objective(objective)[0]
-    except ValueError:  # a name of an older version: shown as a plain number
-        return objective
 
 
 def running_lines(study: optuna.Study, owner_alive: Any = None) -> list[str]:

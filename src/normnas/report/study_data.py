@@ -16,6 +16,8 @@ from typing import Any
 import optuna
 from optuna.study import StudyDirection
 
+from normnas.judges.screening import CASCADE_ATTR, SCREEN_ATTR
+from normnas.report.formats import ACCURACY_IS, Label, objective_label, score_name
 from normnas.search import records as rec
 from normnas.search.final_diagnostics import FINAL_MODEL_ATTR
 
@@ -29,7 +31,7 @@ class TrialRow:
     """One trial as the report shows it."""
 
     number: int
-    category: str  # ok, pruned, failed, duplicate, infeasible, running, ...
+    category: str  # ok, pruned, failed, duplicate, infeasible, running, screened, ...
     values: tuple[float, ...] | None
     arch: str
     params: dict[str, Any]
@@ -63,6 +65,15 @@ class StudyData:
     space: Any  # the SearchSpace, or None when it cannot be rebuilt
     space_name: str
     notes: list[str] = field(default_factory=list)
+    # the name of the judge's score the `accuracy` objective holds (proxies, the BN
+    # indicator); None when it is an accuracy
+    score: str | None = None
+    funnel: Any = None  # a cascade study's `report.funnel.Funnel`, else None
+
+    def label(self, objective: str) -> Label:
+        """How `objective`'s values are named and written (see `formats.objective_label`)."""
+        plain = objective_label(None, objective)
+        return Label(self.score, False) if self.score and plain.name == "accuracy" else plain
 
     @property
     def evaluated(self) -> list[TrialRow]:
@@ -93,27 +104,48 @@ def load(study: optuna.Study, storage: str) -> StudyData:
     rows = [_row(r, trials[r.number], t0) for r in records]
     front = [r.number for r in rec.best_records(study, records)]
     space, space_name, notes = _space(meta, rows)
+    attrs = dict(study.user_attrs)
+    funnel = None
+    if attrs.get(CASCADE_ATTR) is not None:
+        from normnas.report.funnel import funnel as make_funnel
+
+        funnel = make_funnel(attrs[CASCADE_ATTR], trials.values())
     return StudyData(
         name=study.study_name,
         storage=storage,
         objectives=objectives,
         maximize=maximize,
         meta=meta,
-        attrs=dict(study.user_attrs),
+        attrs=attrs,
         rows=rows,
         front=front,
         chosen=front[0] if front else None,
         space=space,
         space_name=space_name,
         notes=notes,
+        score=_score(meta, records),
+        funnel=funnel,
     )
 
 
-def _category(r: rec.TrialRecord) -> str:
+def _score(meta: dict[str, Any], records: list[rec.TrialRecord]) -> str | None:
+    """The judge's score the accuracy objective holds: by the run config's evaluator, else
+    (a study made around `run_search`) by what the first result says it holds."""
+    evaluator = (meta.get("config") or {}).get("evaluator")
+    if evaluator:
+        return score_name(evaluator)
+    said = next((r.result["extra"][ACCURACY_IS] for r in records
+                 if ACCURACY_IS in (r.result.get("extra") or {})), None)  # fmt: skip
+    return score_name(accuracy_is=said)
+
+
+def _category(r: rec.TrialRecord, t: optuna.trial.FrozenTrial) -> str:
     if r.duplicate_of is not None:
         return "duplicate"
     if r.status:
         return r.status
+    if t.user_attrs.get(SCREEN_ATTR):  # a cascade's cheap stage judged it: its funnel
+        return "screened"
     return r.state.name.lower()
 
 
@@ -131,7 +163,7 @@ def _row(r: rec.TrialRecord, t: optuna.trial.FrozenTrial, t0: Any) -> TrialRow:
     end = (t.datetime_complete - t0).total_seconds() if t0 and t.datetime_complete else None
     return TrialRow(
         number=r.number,
-        category=_category(r),
+        category=_category(r, t),
         values=r.values,
         arch=r.arch or "",
         params=dict(r.params),

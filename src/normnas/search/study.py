@@ -496,6 +496,102 @@ def load_study(name: str, storage: str | BaseStorage) -> optuna.Study:
     raise StorageError(f"no study {name!r} in {where}; studies: {shown or 'none'}")
 
 
+def read_trials(study: optuna.Study) -> list[FrozenTrial]:
+    """Every trial of `study`, in number order: `study.get_trials(deepcopy=False)`, faster.
+
+    On an RDB storage (SQLite, PostgreSQL, MySQL) Optuna builds an ORM object per row of
+    each trial's parameters, attributes and curve: 3 of the 8 CPU seconds of the report of
+    a 1,500-trial study. Here the trials' own rows still go through Optuna's model (its
+    state and time-zone handling), the ~75,000 child rows are read as plain rows, and each
+    distinct distribution is parsed once. The same FrozenTrials either way; any other
+    storage, or an Optuna whose tables differ, takes Optuna's own path.
+    """
+    backend = getattr(study._storage, "_backend", study._storage)
+    if isinstance(backend, optuna.storages.RDBStorage):
+        try:
+            return _read_rdb_trials(backend, study._study_id)
+        except Exception:  # another schema: Optuna reads it (and reports a real fault)
+            pass
+    return study.get_trials(deepcopy=False)
+
+
+def _read_rdb_trials(storage: optuna.storages.RDBStorage, study_id: int) -> list[FrozenTrial]:
+    import sqlalchemy as sa
+    from optuna.distributions import json_to_distribution
+    from optuna.storages._rdb import models as m
+
+    def rows(model: Any, *columns: str) -> Iterator[Any]:
+        cols = [getattr(model, c) for c in columns]
+        query = (
+            sa.select(*cols)
+            .join(m.TrialModel, m.TrialModel.trial_id == model.trial_id)
+            .where(m.TrialModel.study_id == study_id)
+            .order_by(cols[0])  # the primary key: Optuna's order within a trial
+        )
+        yield from session.execute(query)
+
+    dists: dict[str, Any] = {}
+    with storage.scoped_session() as session:
+        trials = (
+            session.query(m.TrialModel)
+            .filter(m.TrialModel.study_id == study_id)
+            .order_by(m.TrialModel.trial_id)
+            .all()
+        )
+        params: dict[int, dict[str, Any]] = {t.trial_id: {} for t in trials}
+        distributions: dict[int, dict[str, Any]] = {t.trial_id: {} for t in trials}
+        names = ("param_id", "trial_id", "param_name", "param_value", "distribution_json")
+        for _, tid, name, value, text in rows(m.TrialParamModel, *names):
+            dist = dists.get(text)
+            if dist is None:
+                dist = dists[text] = json_to_distribution(text)
+            params[tid][name] = dist.to_external_repr(value)
+            distributions[tid][name] = dist
+        values: dict[int, dict[int, float]] = {}
+        names = ("trial_value_id", "trial_id", "objective", "value", "value_type")
+        for _, tid, objective, value, kind in rows(m.TrialValueModel, *names):
+            values.setdefault(tid, {})[objective] = m.TrialValueModel.stored_repr_to_value(
+                value, kind
+            )
+        attrs: list[dict[int, dict[str, Any]]] = []
+        for model, key in (
+            (m.TrialUserAttributeModel, "trial_user_attribute_id"),
+            (m.TrialSystemAttributeModel, "trial_system_attribute_id"),
+        ):
+            found: dict[int, dict[str, Any]] = {t.trial_id: {} for t in trials}
+            for _, tid, name, text in rows(model, key, "trial_id", "key", "value_json"):
+                found[tid][name] = json.loads(text)
+            attrs.append(found)
+        curves: dict[int, dict[int, float]] = {t.trial_id: {} for t in trials}
+        names = (
+            "trial_intermediate_value_id", "trial_id", "step", "intermediate_value",
+            "intermediate_value_type",
+        )  # fmt: skip
+        to_value = m.TrialIntermediateValueModel.stored_repr_to_intermediate_value
+        for _, tid, step, value, kind in rows(m.TrialIntermediateValueModel, *names):
+            curves[tid][step] = to_value(value, kind)
+        out = [
+            FrozenTrial(
+                number=t.number,
+                state=t.state,
+                value=None,
+                values=[v for _, v in sorted(values[t.trial_id].items())]
+                if t.trial_id in values
+                else None,
+                datetime_start=t.datetime_start,
+                datetime_complete=t.datetime_complete,
+                params=params[t.trial_id],
+                distributions=distributions[t.trial_id],
+                user_attrs=attrs[0][t.trial_id],
+                system_attrs=attrs[1][t.trial_id],
+                intermediate_values=curves[t.trial_id],
+                trial_id=t.trial_id,
+            )
+            for t in trials
+        ]
+    return sorted(out, key=lambda t: t.number)
+
+
 def storage_name(storage: str | BaseStorage) -> str:
     """The file (or password-free URL) of a storage, for messages."""
     if isinstance(storage, str):
