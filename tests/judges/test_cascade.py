@@ -113,7 +113,7 @@ def test_the_last_stage_judges_only_what_the_screen_passed_and_records_its_score
     summary = run_search(study, ctx.space, ctx.evaluator, Budget(trials=40))
     keys = [t.user_attrs["key"] for t in study.trials if "key" in t.user_attrs]
     assert set(keys) <= pool and len(keys) == len(set(keys)) == 30
-    assert summary.stopped_by == "exhausted"  # no more than the screen passed
+    assert summary.stopped_by == "cascade"  # no more than the screen passed
     t0 = study.trials[0]
     assert t0.user_attrs[STAGE_ATTR] == 2 and "x.synflow" in t0.user_attrs
 

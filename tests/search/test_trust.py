@@ -245,3 +245,16 @@ def test_a_final_note_is_a_python_warning(tmp_path: Path) -> None:
     assert [str(w.message) for w in caught if w.category is FinalModelWarning] == [
         "the final retrain was cut"
     ]
+
+
+def test_latency_measured_for_a_constraint_is_recorded_on_every_trial(tmp_path: Path) -> None:
+    # the proxy judge measures no latency itself: the constraint check's figure is kept
+    out = normnas.search(
+        space=SPACE, data="digits", evaluator="proxy", proxies="synflow", trials=3,
+        max_latency_ms=1e6, final=False, storage=f"sqlite:///{tmp_path / 's.db'}",
+        study="lat", verbose=False,
+    )  # fmt: skip
+    done = [t for t in out.study.trials if t.user_attrs.get("status") == "ok"]
+    assert len(done) == 3
+    assert all(t.user_attrs.get("latency_ms", 0) > 0 for t in done)
+    assert all("latency_reliable" in t.user_attrs for t in done)

@@ -100,6 +100,7 @@ class CascadeSampler(ArchSampler):
         use_arch: bool = True,
     ) -> None:
         super().__init__(space, seed)
+        self.stop_reason = "cascade"  # the runner's stopped_by once every candidate is judged
         self._pool = pool
         self.combiner = Combiner(space, score_names, use_arch=use_arch)
         self.stage = stage

@@ -20,24 +20,30 @@ import numpy as np
 import optuna
 from optuna._transform import _SearchSpaceTransform
 from optuna.importance import BaseImportanceEvaluator
-from optuna.importance._base import (
-    _get_distributions,
-    _get_filtered_trials,
-    _get_target_values,
-    _get_trans_params,
-    _param_importances_to_dict,
-    _sort_dict_by_importance,
-)
-from optuna.trial import FrozenTrial
+from optuna.importance._base import _get_distributions
+from optuna.search_space import intersection_search_space
+from optuna.trial import FrozenTrial, TrialState
 
 _CELLS_X_LEAVES = 4_000_000  # the most grid cells x leaves held at once (32 MB of floats)
 
 
 class FanovaEvaluator(BaseImportanceEvaluator):
-    """Optuna's fANOVA evaluator (same arguments, same results), vectorised per tree."""
+    """Optuna's fANOVA evaluator (same arguments, same results), vectorised per tree.
 
-    def __init__(self, *, n_trees: int = 64, max_depth: int = 64, seed: int | None = None) -> None:
+    `trials`: the study's trials when the caller has read them already (the report has:
+    a second read of a large RDB study costs seconds); by default they are read here.
+    """
+
+    def __init__(
+        self,
+        *,
+        n_trees: int = 64,
+        max_depth: int = 64,
+        seed: int | None = None,
+        trials: Sequence[FrozenTrial] | None = None,
+    ) -> None:
         self.n_trees, self.max_depth, self.seed = n_trees, max_depth, seed
+        self.trials = None if trials is None else list(trials)
 
     def evaluate(
         self,
@@ -50,15 +56,26 @@ class FanovaEvaluator(BaseImportanceEvaluator):
 
         if target is None and study._is_multi_objective():
             raise ValueError("a multi-objective study needs `target` (e.g. the first value)")
-        distributions = _get_distributions(study, params=params)
+        trials = self.trials if self.trials is not None else study.get_trials(deepcopy=False)
+        # as Optuna: the parameters every completed trial has (named ones: its own rule)
         if params is None:
+            distributions = intersection_search_space(trials)
             params = list(distributions)
+        else:
+            distributions = _get_distributions(study, params=params)
         several = {n: d for n, d in distributions.items() if not d.single()}
         single = {n: d for n, d in distributions.items() if d.single()}
         if not several:  # a parameter with one value explains nothing
             return dict.fromkeys(single, 0.0)
-        trials = _get_filtered_trials(study, params=params, target=target)
-        if len(trials) <= 1:
+        value = target if target is not None else (lambda t: t.value)
+        used = [
+            t
+            for t in trials
+            if t.state == TrialState.COMPLETE
+            and set(params) <= set(t.params)
+            and np.isfinite(value(t))
+        ]
+        if len(used) <= 1:
             return dict.fromkeys(params, 0.0)
         trans = _SearchSpaceTransform(several, transform_log=False, transform_step=False)
         forest = RandomForestRegressor(
@@ -68,14 +85,12 @@ class FanovaEvaluator(BaseImportanceEvaluator):
             min_samples_leaf=1,
             random_state=self.seed,
         )
-        forest.fit(_get_trans_params(trials, trans), _get_target_values(trials, target))
+        x = np.array([trans.transform(t.params) for t in used])
+        forest.fit(x, np.array([value(t) for t in used]))
         imp = forest_importances(forest.estimators_, trans.bounds, trans.column_to_encoded_columns)
-        return _sort_dict_by_importance(
-            {
-                **_param_importances_to_dict(several.keys(), imp),
-                **_param_importances_to_dict(single.keys(), 0.0),
-            }
-        )
+        out = {**dict(zip(several, map(float, imp), strict=True)), **dict.fromkeys(single, 0.0)}
+        # Optuna's order: by importance, descending (ties: the later name first)
+        return dict(reversed(sorted(out.items(), key=lambda item: item[1])))
 
 
 def forest_importances(

@@ -103,6 +103,7 @@ SCRIPT = """
 
 SECTIONS = (
     ("summary", "Summary"),
+    ("cascade", "Cascade"),
     ("trajectory", "Trajectory"),
     ("pareto", "Pareto front"),
     ("choices", "Which choices matter"),
@@ -123,6 +124,7 @@ def build_report(study: optuna.Study, storage: str, measure: bool = True) -> str
         data = load(study, storage)
     parts = [
         sections.summary(data),
+        sections.cascade(data),
         sections.trajectory(data),
         sections.pareto(data),
         sections.choices(data, study),
@@ -132,7 +134,7 @@ def build_report(study: optuna.Study, storage: str, measure: bool = True) -> str
     nav = "".join(
         f'<a href="#{i}">{escape(t)}</a>'
         for i, t in SECTIONS
-        if i != "pareto" or len(data.objectives) > 1
+        if (i != "pareto" or len(data.objectives) > 1) and (i != "cascade" or data.funnel)
     )
     made = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     return (
@@ -140,7 +142,8 @@ def build_report(study: optuna.Study, storage: str, measure: bool = True) -> str
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>normnas report: {escape(data.name)}</title><style>{CSS}</style></head><body>"
         f"<header><h1>normnas report: {escape(data.name)}</h1>"
-        f"<p>{plural(len(data.rows), 'trial')} · {escape(', '.join(data.objectives))} · "
+        f"<p>{plural(len(data.rows), 'trial')} · "
+        f"{escape(', '.join(sections.objective_name(data, o) for o in data.objectives))} · "
         f"made {made} "
         f"from the storage alone</p><nav>{nav}</nav></header><main>"
         + "".join(parts)

@@ -112,6 +112,7 @@ STOPPED = {
     "wall": "the time budget",
     "cost": "the cost budget",
     "exhausted": "exhausting the space",
+    "cascade": "judging every candidate the cascade's screens passed",
     "duplicates": "a long run of proposals with nothing new",
     "infeasible": "nothing meeting the constraints",
 }

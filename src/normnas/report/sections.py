@@ -44,6 +44,30 @@ def fmt_value(objective: str, v: float | None) -> str:
     return f"{v:.3g}"
 
 
+def _value(data: StudyData, objective: str, v: float | None) -> str:
+    """`fmt_value`, but a judge's score under `accuracy` as the plain number it is."""
+    if data.label(objective).is_score:
+        return "–" if v is None else f"{v:.4g}"
+    return fmt_value(objective, v)
+
+
+def _name(data: StudyData, objective: str) -> str:
+    """An objective as an axis or a column names it: a judge's score by its own name."""
+    label = data.label(objective)
+    return label.name if label.is_score else OBJECTIVE_LABELS.get(objective, objective)
+
+
+def objective_name(data: StudyData, objective: str) -> str:
+    """An objective as the report's header lists it: its spelling, or a judge's score."""
+    label = data.label(objective)
+    return label.name if label.is_score else objective
+
+
+def _is_share(data: StudyData, objective: str) -> bool:
+    """Are `objective`'s values a fraction (an axis from 0 to 100%)?"""
+    return objective == "accuracy" and data.label(objective).percent
+
+
 def _kv(rows: list[tuple[str, str]]) -> str:
     return (
         '<table class="kv">'
@@ -112,6 +136,13 @@ def summary(data: StudyData) -> str:
                         f"{o} ({'max' if m else 'min'})"
                         for o, m in zip(data.objectives, data.maximize, strict=False)
                     )
+                )
+                + (
+                    f" <small>(accuracy holds the {escape(data.score)} of the judge: a "
+                    "number to rank by, not a fraction; kept as the objective so that "
+                    "every sampler maximizes it)</small>"
+                    if data.score
+                    else ""
                 ),
             )
         ),
@@ -131,7 +162,8 @@ def summary(data: StudyData) -> str:
     best = data.row(data.chosen) if data.chosen is not None else None
     if best is not None and best.values:
         vals = ", ".join(
-            f"{o} {fmt_value(o, v)}" for o, v in zip(data.objectives, best.values, strict=False)
+            f"{_name(data, o)} {_value(data, o, v)}"
+            for o, v in zip(data.objectives, best.values, strict=False)
         )
         rows.append(("best", f"#{best.number}: {escape(vals)}<br><code>{escape(best.arch)}</code>"))
     test = data.attrs.get("test_accuracy")
@@ -191,7 +223,10 @@ def _budget(cfg: dict[str, Any]) -> str:
 # -- trajectory ------------------------------------------------------------------------------
 def _trial_title(data: StudyData, r: TrialRow) -> str:
     vals = (
-        ", ".join(f"{o} {fmt_value(o, v)}" for o, v in zip(data.objectives, r.values, strict=False))
+        ", ".join(
+            f"{_name(data, o)} {_value(data, o, v)}"
+            for o, v in zip(data.objectives, r.values, strict=False)
+        )
         if r.values
         else (r.error or "no value")
     )
@@ -209,7 +244,8 @@ def _y_of(data: StudyData, r: TrialRow) -> float | None:
 def trajectory(data: StudyData) -> str:
     obj = data.objectives[0]
     sign = 1.0 if data.maximize[0] else -1.0
-    shown = [r for r in data.rows if r.category != "running"]
+    # screened candidates have no value of the objective: the cascade section shows them
+    shown = [r for r in data.rows if r.category not in ("running", "screened")]
     ys = [y for r in shown if (y := _y_of(data, r)) is not None]
     if not ys:
         return section("trajectory", "Search trajectory", "<p>No trial has a value yet.</p>")
@@ -226,11 +262,11 @@ def trajectory(data: StudyData) -> str:
             xs,
             ys,
             x_label=x_name,
-            y_label=OBJECTIVE_LABELS.get(obj, obj),
+            y_label=_name(data, obj),
             x_integer=x_name == "trial",
-            y_bounds=SHARE if obj == "accuracy" else None,
+            y_bounds=SHARE if _is_share(data, obj) else None,
         )
-        ax.frame(y_fmt="%" if obj == "accuracy" else "g")
+        ax.frame(y_fmt="%" if _is_share(data, obj) else "g")
         best: float | None = None
         steps: list[tuple[float, float]] = []
         for x, y, r in sorted(pts, key=lambda p: (p[0] is None, p[0] or 0.0)):
@@ -282,13 +318,13 @@ def pareto(data: StudyData) -> str:
         xs,
         ys,
         x_label=OBJECTIVE_LABELS.get(x_obj, x_obj) + (" (log)" if x_log else ""),
-        y_label=OBJECTIVE_LABELS.get(y_obj, y_obj),
+        y_label=_name(data, y_obj),
         x_log=x_log,
         width=560,
         height=340,
-        y_bounds=SHARE if y_obj == "accuracy" else None,
+        y_bounds=SHARE if _is_share(data, y_obj) else None,
     )
-    ax.frame(y_fmt="%" if y_obj == "accuracy" else "g")
+    ax.frame(y_fmt="%" if _is_share(data, y_obj) else "g")
     front = [r for r in pts if r.number in data.front]
     front.sort(key=lambda r: r.values[1])  # type: ignore[index]
     ax.polyline(
@@ -373,9 +409,9 @@ def choices(data: StudyData, study: Any) -> str:
         ]
         groups = [(analysis._label(kind, v), stats.scores.get(v, [])) for v in values]
         metric = (
-            "valid accuracy"
+            ("valid accuracy" if data.score is None else data.score)
             if any(r.accuracy is not None for r in data.evaluated)
-            else (data.objectives[0])
+            else _name(data, data.objectives[0])
         )
         body += (
             f'<h3>{escape(kind)}</h3><div class="row"><div>'
@@ -439,9 +475,14 @@ def trial_table(data: StudyData) -> str:
         c for c in ("accuracy", "params", "flops", "latency", "cost s") if c not in data.objectives
     ]
     cols += [*extra, "architecture"]
-    head = "".join(f'<th data-col="{i}">{escape(c)}</th>' for i, c in enumerate(cols))
+    # a judge's score is headed by its name: "accuracy" over -3.38 would read as a fraction
+    head = "".join(
+        f'<th data-col="{i}">{escape(_name(data, c) if c == "accuracy" else c)}</th>'
+        for i, c in enumerate(cols)
+    )
     body = []
-    for r in data.rows:
+    # a cascade's screened candidates are counted and compared in its own section
+    for r in (r for r in data.rows if r.category != "screened"):
         metric = {
             "accuracy": r.accuracy,
             "params": r.n_params,
@@ -453,11 +494,11 @@ def trial_table(data: StudyData) -> str:
         cells: list[tuple[str, Any]] = [(str(r.number), r.number), (r.category, r.category)]
         for i, o in enumerate(data.objectives):
             v = r.values[i] if r.values else None
-            cells.append((fmt_value(o, v) + (mark if o == "latency" else ""), v))
+            cells.append((_value(data, o, v) + (mark if o == "latency" else ""), v))
         for c in extra:
             v = metric[c]
             cells.append(
-                (fmt_value(c, v) if c != "cost s" else ("–" if v is None else f"{v:.1f}"), v)
+                (_value(data, c, v) if c != "cost s" else ("–" if v is None else f"{v:.1f}"), v)
             )
             if c == "latency":
                 cells[-1] = (cells[-1][0] + mark, v)
@@ -521,12 +562,15 @@ def best_model(data: StudyData) -> str:
     rows = [("", "search trial", "final model")]
     fm = final if isinstance(final, dict) else {}
     final_mark = _mark(fm.get("latency_ms"), fm.get("latency_reliable"))
+    test = fmt_value("accuracy", fm.get("test_accuracy")) + " test" if fm else "–"
+    if data.score:  # the trial has the judge's score; the final model's test is an accuracy
+        rows += [
+            (data.score, _value(data, "accuracy", best.accuracy), "–"),
+            ("accuracy", "–", test),
+        ]
+    else:
+        rows.append(("accuracy", fmt_value("accuracy", best.accuracy) + " valid", test))
     rows += [
-        (
-            "accuracy",
-            fmt_value("accuracy", best.accuracy) + " valid",
-            fmt_value("accuracy", fm.get("test_accuracy")) + " test" if fm else "–",
-        ),
         ("parameters", fmt_value("params", best.n_params), fmt_value("params", fm.get("params"))),
         ("FLOPs (one sample)", fmt_value("flops", best.flops), fmt_value("flops", fm.get("flops"))),
         (
@@ -664,15 +708,92 @@ def cost_scatter(data: StudyData) -> str:
     obj = data.objectives[0]
     ax = Axes.fit(
         [p[0] for p in pts], [p[1] for p in pts], x_label="cost of the trial (s)",
-        y_label=OBJECTIVE_LABELS.get(obj, obj), width=560, height=300,
-        y_bounds=SHARE if obj == "accuracy" else None,
+        y_label=_name(data, obj), width=560, height=300,
+        y_bounds=SHARE if _is_share(data, obj) else None,
     )  # fmt: skip
-    ax.frame(y_fmt="%" if obj == "accuracy" else "g")
+    ax.frame(y_fmt="%" if _is_share(data, obj) else "g")
     for x, y, r in pts:
         on = r.number == data.chosen
         ax.point(x, y, PALETTE[3] if on else colour(r.category), _trial_title(data, r),
                  r=5 if on else 3)  # fmt: skip
     return (
-        f"<p>{escape(OBJECTIVE_LABELS.get(obj, obj))} of each trial against its cost (the "
+        f"<p>{escape(_name(data, obj))} of each trial against its cost (the "
         "chosen one in red).</p>" + ax.svg("cost-scatter", "trial score against cost")
+    )
+
+
+# -- cascade ---------------------------------------------------------------------------------
+def cascade(data: StudyData) -> str:
+    """A cascade study's funnel: per stage its judge, candidates, seconds and Kendall tau
+    against the stage before; the last stage's measured values against the cheap vote."""
+    f = data.funnel
+    if f is None:
+        return ""
+    rows = []
+    for i, s in enumerate(f.stages):
+        tau = (
+            "–"
+            if s.tau is None
+            else f'<span class="tau" data-tau="{s.tau!r}">{s.tau:+.2f}</span> '
+            f"<small>on {plural(s.pairs, 'candidate')}</small>"
+        )
+        rows.append(
+            f"<tr><td>{i + 1}</td><td>{escape(s.judge)}</td>"
+            f'<td class="judged">{s.judged}</td><td>{s.seconds:.1f}</td><td>{tau}</td></tr>'
+        )
+    body = (
+        f"<p><code>--cascade {escape(f.spec)}</code>: the first stage judges random "
+        "candidates of distinct classes, each later stage the best of those the stage before "
+        "it judged; the last stage's candidates were picked one at a time from the ones the "
+        "cheap stages passed on. τ is Kendall's rank correlation between a stage's scores "
+        "(its judge's vote: mean rank of its scores) and the stage before it, on the "
+        "candidates both judged (1: the same order, 0: unrelated).</p>"
+        '<table class="funnel costs"><thead><tr><th>stage</th><th>judge</th>'
+        "<th>candidates judged</th><th>seconds</th><th>τ against the stage before</th>"
+        f"</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    )
+    if f.cut:
+        body += (
+            '<p class="note">The time budget cut a cheap stage short: it judged fewer '
+            "candidates than its spec asked for.</p>"
+        )
+    if f.points:
+        body += _cascade_scatter(data, f)
+    return section("cascade", "Cascade", body)
+
+
+def _cascade_scatter(data: StudyData, f: Any) -> str:
+    obj = data.objectives[0]
+    share = _is_share(data, obj)
+    ax = Axes.fit(
+        [p.vote for p in f.points], [p.value for p in f.points],
+        x_label="cheap stages' vote (rank among the candidates passed on)",
+        y_label=f"measured {_name(data, obj)}", width=560, height=320,
+        y_bounds=SHARE if share else None,
+    )  # fmt: skip
+    ax.x_range = (-0.05, 1.05)  # a rank in [0, 1]: the whole range, wherever the points are
+    ax.frame(y_fmt="%" if share else "g")
+    for p in f.points:
+        on = p.number == data.chosen
+        title = (
+            f"#{p.number}: vote {p.vote:.2f}, {_name(data, obj)} {_value(data, obj, p.value)}"
+            f"\n{p.arch}"
+        )
+        ax.point(p.vote, p.value, PALETTE[3] if on else PALETTE[0], title, r=5 if on else 3.5,
+                 cls="pt cascade-pt")  # fmt: skip
+    tau = (
+        "undefined"
+        if f.tau is None
+        else f'<span class="scatter-tau" data-tau="{f.tau!r}">{f.tau:+.2f}</span>'
+    )
+    caption = (
+        f"Predicted against measured: the cheap stages' vote for each of the "
+        f"{plural(len(f.points), 'candidate')} the last stage ({escape(f.stages[-1].judge)}) "
+        f"judged, against its {escape(_name(data, obj))} (the best in red); Kendall τ = "
+        f"{tau}."
+    )
+    return (
+        "<figure>"
+        + ax.svg("cascade-scatter", "cheap vote against measured value")
+        + f"<figcaption>{caption}</figcaption></figure>"
     )

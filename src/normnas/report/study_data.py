@@ -16,7 +16,6 @@ from typing import Any
 import optuna
 from optuna.study import StudyDirection
 
-from normnas.judges.screening import CASCADE_ATTR, SCREEN_ATTR
 from normnas.report.formats import ACCURACY_IS, Label, objective_label, score_name
 from normnas.search import records as rec
 from normnas.search.final_diagnostics import FINAL_MODEL_ATTR
@@ -24,6 +23,11 @@ from normnas.search.final_diagnostics import FINAL_MODEL_ATTR
 __all__ = ["FINAL_MODEL_ATTR", "LAST_RUN_ATTR", "StudyData", "TrialRow", "load"]
 
 LAST_RUN_ATTR = "last_run"  # study attribute written at the end of a search run
+# `judges.screening`'s study attribute of a cascade and mark of its screened trials, spelled
+# here: importing the judges costs a second (scipy.stats) that a study without a cascade
+# need not pay (tests/report/test_cascade.py checks they agree)
+CASCADE_ATTR = "cascade"
+SCREEN_ATTR = "cascade_screen"
 
 
 @dataclass

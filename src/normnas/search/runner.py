@@ -366,6 +366,10 @@ def run_search(
                     )
                     durations.append(float(result.cost_s))
                     streak = 0
+                    if check is not None:  # what the constraint check measured is recorded
+                        for name in ("params", "flops", "macs", "latency_ms"):
+                            if getattr(result, name) is None and metrics.get(name) is not None:
+                                setattr(result, name, metrics[name])
                 status, dup, values = _record(
                     study, trial, space.to_str(arch), key, result, objs, ledger, shared
                 )
@@ -466,7 +470,8 @@ def _stop_reason(
         return "wall"
     exhausted_for = getattr(study.sampler, "exhausted_for", None)  # per study: samplers are reused
     if exhausted_for(study) if exhausted_for else getattr(study.sampler, "exhausted", False):
-        return "exhausted"
+        # a sampler that ran out of its own candidates (a cascade's screens) names why
+        return str(getattr(study.sampler, "stop_reason", "exhausted"))
     return ""
 
 

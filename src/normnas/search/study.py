@@ -519,6 +519,7 @@ def _read_rdb_trials(storage: optuna.storages.RDBStorage, study_id: int) -> list
     import sqlalchemy as sa
     from optuna.distributions import json_to_distribution
     from optuna.storages._rdb import models as m
+    from optuna.storages._rdb.storage import _create_scoped_session
 
     def rows(model: Any, *columns: str) -> Iterator[Any]:
         cols = [getattr(model, c) for c in columns]
@@ -531,7 +532,7 @@ def _read_rdb_trials(storage: optuna.storages.RDBStorage, study_id: int) -> list
         yield from session.execute(query)
 
     dists: dict[str, Any] = {}
-    with storage.scoped_session() as session:
+    with _create_scoped_session(storage.scoped_session) as session:
         trials = (
             session.query(m.TrialModel)
             .filter(m.TrialModel.study_id == study_id)
