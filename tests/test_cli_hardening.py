@@ -52,12 +52,13 @@ def test_nothing_feasible_stops_and_names_the_constraint(tiny):
     # a journal file: the 200 proposals before the stop are ~4,600 storage writes, which a
     # SQLite file commits (and syncs) one by one, over a minute on a busy disk
     args = ["search", "-c", "tiny.yaml", "--max-params", "1", "--trials", "3", "--study", "nf"]
-    result = _invoke([*args, "--storage", "journal:nf.journal"], tiny)
+    url = f"journal:{tiny / 'nf.journal'}"
+    result = _invoke([*args, "--storage", url], tiny)
     assert result.exit_code == 1, result.output
     (line,) = _errors(result.output)
     assert "no architecture met the constraints" in line and "--max-params excluded" in line
     assert "Traceback" not in result.output
-    study = _study(tiny, "nf", "journal:nf.journal")
+    study = _study(tiny, "nf", url)
     statuses = {r.status for r in rec.records(study) if r.duplicate_of is None}
     assert statuses == {"infeasible"}
 

@@ -8,6 +8,7 @@ their stage's depth are inactive and left out everywhere (older studies recorded
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import warnings
@@ -26,21 +27,35 @@ FOCUS_KINDS: tuple[str, ...] = ("norm", "placement", "schedule")
 _SLOT = re.compile(r"^(?:arch\.)?(s\d+)\.b(\d+)\.")
 
 
+@functools.cache
 def kind_of(name: str) -> str:
     if name.split(".")[-1].startswith("edge_"):
         return "cell op"
     return name.split(".")[-1]
 
 
+@functools.cache
+def _slot_of(name: str) -> tuple[str, int] | None:
+    """(the depth parameter of its stage, its slot) for a macro block's parameter, else None.
+
+    Once per name, not per trial: the report asks for every trial's active parameters
+    several times, and a regular expression per parameter and trial cost a second at 1,500.
+    """
+    m = _SLOT.match(name)
+    if m is None:
+        return None
+    prefix = "arch." if name.startswith("arch.") else ""
+    return f"{prefix}{m.group(1)}.depth", int(m.group(2))
+
+
 def active_params(params: dict[str, Any]) -> dict[str, Any]:
     """`params` without the macro block slots beyond their stage's depth."""
     out = {}
     for name, value in params.items():
-        m = _SLOT.match(name)
-        if m is not None:
-            prefix = "arch." if name.startswith("arch.") else ""
-            depth = params.get(f"{prefix}{m.group(1)}.depth")
-            if isinstance(depth, int) and int(m.group(2)) >= depth:
+        slot = _slot_of(name)
+        if slot is not None:
+            depth = params.get(slot[0])
+            if isinstance(depth, int) and slot[1] >= depth:
                 continue
         out[name] = value
     return out
@@ -140,11 +155,18 @@ class Finding:
     share_top: float
     share_all: float
 
-    def sentence(self, unit: str = "points of validation accuracy") -> str:
+    def sentence(self, score: str | None = None) -> str:
+        """The finding in words: in points of validation accuracy, or in the judge's `score`
+        (e.g. "proxy score") when the trials were ranked by one (a number, not a fraction)."""
         what = _label(self.kind, self.value)
         where = "in at least one block" if self.kind in ("norm", "placement") else ""
-        pts = 100.0
         change = "higher" if self.diff >= 0 else "lower"
+        if score is None:  # accuracy differences in points (percent)
+            amount = f"{100 * abs(self.diff):.1f} points of validation accuracy {change}"
+            lo, hi = f"{100 * self.lo:+.1f}", f"{100 * self.hi:+.1f}"
+        else:
+            amount = f"{abs(self.diff):.3g} {change} in {score}"
+            lo, hi = f"{self.lo:+.3g}", f"{self.hi:+.3g}"
         verdict = (
             "an interval above zero"
             if self.lo > 0
@@ -153,9 +175,8 @@ class Finding:
             else "an interval that includes zero: this many trials cannot tell it from no effect"
         )
         return (
-            f"Trials with {what} {where} scored {abs(self.diff) * pts:.1f} {unit} {change} "
-            f"than those without (95% bootstrap interval {self.lo * pts:+.1f} to "
-            f"{self.hi * pts:+.1f}; {self.n_with} vs {self.n_without} trials), {verdict}; "
+            f"Trials with {what} {where} scored {amount} than those without (95% bootstrap "
+            f"interval {lo} to {hi}; {self.n_with} vs {self.n_without} trials), {verdict}; "
             f"the top 10% used it in {100 * self.share_top:.0f}% of their choices against "
             f"{100 * self.share_all:.0f}% over all trials."
         ).replace("  ", " ")
@@ -206,7 +227,7 @@ def headline(data: StudyData) -> str:
     if "norm" in kinds:
         f = finding(data, "norm", prefer="batchnorm")
         if f is not None:
-            return f.sentence()
+            return f.sentence(data.score)
         return "Every successful trial used the same norms, so their effect cannot be measured."
     if "cell op" in kinds:
         f = finding(data, "cell op", prefer="nor_conv_3x3")
@@ -216,7 +237,7 @@ def headline(data: StudyData) -> str:
         )
         if f is not None:
             text += (
-                f.sentence()
+                f.sentence(data.score)
                 .replace(" in at least one block", "")
                 .replace("Trials with", "Cells with")
             )
@@ -233,10 +254,13 @@ def importances(data: StudyData, study: Any) -> tuple[dict[str, float], str]:
     import optuna
     from optuna.importance import FanovaImportanceEvaluator, get_param_importances
 
+    evaluator: Any
     try:  # Optuna's fANOVA, same numbers, vectorised (it leans on Optuna's private helpers)
-        from normnas.report.fanova import FanovaEvaluator as Evaluator
+        from normnas.report.fanova import FanovaEvaluator
+
+        evaluator = FanovaEvaluator(seed=0, trials=data.trials or None)  # no second read
     except ImportError:  # an Optuna that moved them: its own, slower evaluator
-        Evaluator = FanovaImportanceEvaluator  # type: ignore[misc]
+        evaluator = FanovaImportanceEvaluator(seed=0)
 
     done = [r for r in data.evaluated if r.values]
     if len(done) < 3:
@@ -246,7 +270,7 @@ def importances(data: StudyData, study: Any) -> tuple[dict[str, float], str]:
             warnings.simplefilter("ignore")
             imp = get_param_importances(
                 study,
-                evaluator=Evaluator(seed=0),
+                evaluator=evaluator,
                 target=lambda t: t.values[0],
                 normalize=True,
             )

@@ -133,9 +133,8 @@ def tree_variances(
             mids = 0.5 * (edges[1:] + edges[:-1])
             inside.append((lo_open[:, c] < mids[:, None]) & (mids[:, None] <= hi_open[:, c]))
             sizes.append(np.diff(edges))
-        others = np.ones(widths.shape[1], dtype=bool)
-        others[columns] = False
-        outside = np.prod(widths[:, others], axis=1)  # each leaf's volume off the group
+        # each leaf's volume off the group (a width is never 0: thresholds lie inside)
+        outside = volume / np.prod(widths[:, columns], axis=1)
         marginals[g] = _marginal_variance(inside, sizes, values, outside)
     return total, np.clip(marginals, 0.0, None)
 

@@ -138,9 +138,9 @@ def summary(data: StudyData) -> str:
                     )
                 )
                 + (
-                    f" <small>(accuracy holds the {escape(data.score)} of the judge: a "
-                    "number to rank by, not a fraction; kept as the objective so that "
-                    "every sampler maximizes it)</small>"
+                    f" <small>(holds the judge's {escape(data.score)}: a number to rank by, "
+                    "not a fraction; kept under the objective's name so that every sampler "
+                    "maximizes it)</small>"
                     if data.score
                     else ""
                 ),

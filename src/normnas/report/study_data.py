@@ -73,6 +73,7 @@ class StudyData:
     # indicator); None when it is an accuracy
     score: str | None = None
     funnel: Any = None  # a cascade study's `report.funnel.Funnel`, else None
+    trials: list[Any] = field(default_factory=list)  # the study's FrozenTrials, read once
 
     def label(self, objective: str) -> Label:
         """How `objective`'s values are named and written (see `formats.objective_label`)."""
@@ -89,7 +90,7 @@ class StudyData:
 
 
 def load(study: optuna.Study, storage: str) -> StudyData:
-    from normnas.search.study import study_meta
+    from normnas.search.study import read_trials, study_meta
 
     meta = study_meta(study)
     # the config's spelling first ("f1:maximize"): metric_names holds the bare names
@@ -101,10 +102,13 @@ def load(study: optuna.Study, storage: str) -> StudyData:
             else [f"value{i}" for i in range(len(study.directions))]
         )
     maximize = [d == StudyDirection.MAXIMIZE for d in study.directions]
-    trials = {t.number: t for t in study.get_trials(deepcopy=False)}
+    # one read of the trials for the whole report (Optuna's read of a large SQLite study
+    # costs seconds; `read_trials` a tenth of that)
+    read = read_trials(study)
+    trials = {t.number: t for t in read}
     starts = [t.datetime_start for t in trials.values() if t.datetime_start is not None]
     t0 = min(starts) if starts else None
-    records = rec.records(study)
+    records = rec.records(study, read)
     rows = [_row(r, trials[r.number], t0) for r in records]
     front = [r.number for r in rec.best_records(study, records)]
     space, space_name, notes = _space(meta, rows)
@@ -129,6 +133,7 @@ def load(study: optuna.Study, storage: str) -> StudyData:
         notes=notes,
         score=_score(meta, records),
         funnel=funnel,
+        trials=read,
     )
 
 

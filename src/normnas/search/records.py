@@ -276,10 +276,13 @@ class TrialRecord:
         )
 
 
-def records(study: optuna.Study) -> list[TrialRecord]:
-    """Every trial of the study as a TrialRecord, in trial-number order."""
+def records(study: optuna.Study, trials: Iterable[FrozenTrial] | None = None) -> list[TrialRecord]:
+    """Every trial of the study as a TrialRecord, in trial-number order (`trials`: the
+    study's trials when the caller has read them already, e.g. with `study.read_trials`)."""
     out: dict[int, TrialRecord] = {}
-    for t in sorted(study.get_trials(deepcopy=False), key=lambda t: t.number):
+    if trials is None:
+        trials = study.get_trials(deepcopy=False)
+    for t in sorted(trials, key=lambda t: t.number):
         dup = t.user_attrs.get(ATTR_DUPLICATE)
         out[t.number] = TrialRecord.of(t, out.get(dup) if dup is not None else None)
     return list(out.values())
