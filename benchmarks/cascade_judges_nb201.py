@@ -130,7 +130,32 @@ def main() -> None:
             f"| {k} | {np.mean(fit_t):.3f} ± {np.std(fit_t):.3f} | {np.mean(fit_r):.3f} | "
             f"{np.mean(used_t):.3f} ± {np.std(used_t):.3f} | {np.mean(vote_t):.3f} |"
         )
+    ceiling(args.draws)
     print(f"\n({time.perf_counter() - t0:.1f}s)")
+
+
+def ceiling(draws: int) -> None:
+    """What `bench nb201 --cascade proxy:N,train` could reach at best: over `draws` pools of N
+    screened cells, the test accuracy of the pool's best `valid_acc_12ep` (a perfect
+    combiner, picking by the train judge's own answer) and the pool's best test accuracy."""
+    from normnas.bench.runs import Context
+    from normnas.judges.cascade import SCREEN_STREAM
+
+    ctx = Context(NB201Table.load(None), ProxyScores.load())
+    print("\nceiling of a cascade on the table (the pick is the best valid_acc_12ep)")
+    print("| screened N | perfect combiner: test of the best 12-epoch cell | best test in pool |")
+    print("|---|---|---|")
+    for n in (200, 500, 1000):
+        best12, best = [], []
+        for seed in range(draws):
+            rng = np.random.default_rng([seed, SCREEN_STREAM])
+            picks = ctx.proxy_scores.warmup(ctx.space, n, rng)  # type: ignore[union-attr]
+            rows = [ctx.evaluator.resolve(p.arch) for p in picks]
+            v12 = np.array([ctx.table.valid_acc_12ep[r] for r in rows])
+            te = np.array([ctx.table.test_acc_200ep[r] for r in rows])
+            best12.append(te[int(np.argmax(v12))])
+            best.append(te.max())
+        print(f"| {n} | {np.mean(best12):.2f} | {np.mean(best):.2f} |")
 
 
 if __name__ == "__main__":
