@@ -107,7 +107,7 @@ def run_method(
         cfg.objectives,
         parts.constraints,
         dedup=False,
-        progress=_display(Budget(trials=1), cfg.objectives, progress),
+        progress=_display(Budget(trials=1), cfg.objectives, progress, cfg.evaluator),
     )
 
 
@@ -158,13 +158,16 @@ def _reserve(cfg: RunConfig, study: optuna.Study, data: Any) -> Any:
     return lambda: final_reserve(study, data) + after
 
 
-def _display(budget: Budget, objectives: Any, mode: bool | str) -> Any:
-    """The progress display of `mode` (see `report.progress.make_progress`), or None."""
+def _display(
+    budget: Budget, objectives: Any, mode: bool | str, judge: str | None = None
+) -> Any:
+    """The progress display of `mode` (see `report.progress.make_progress`), or None;
+    `judge` names what a value is (a proxy's score is not an accuracy)."""
     if not mode:
         return None
     from normnas.report.progress import make_progress
 
-    return make_progress(budget, tuple(objectives), mode)
+    return make_progress(budget, tuple(objectives), mode, judge=judge)
 
 
 def run(
@@ -285,7 +288,7 @@ def run(
 
                 if space is not None or data is not None:
                     raise UserError("--workers > 1 needs the space and data given by name")
-                display = _display(budget, cfg.objectives, progress)
+                display = _display(budget, cfg.objectives, progress, cfg.evaluator)
                 try:
                     report = run_workers(cfg, url, budget, display=display)
                 finally:  # also when the study cannot be opened (closing twice is harmless)
@@ -305,7 +308,7 @@ def run(
                         cfg.objectives,
                         parts.constraints,
                         dedup=cfg.dedup,
-                        progress=_display(budget, cfg.objectives, progress),
+                        progress=_display(budget, cfg.objectives, progress, cfg.evaluator),
                         reserve_s=_reserve(cfg, study, parts.data),
                     )
     except KeyboardInterrupt:

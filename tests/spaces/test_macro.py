@@ -53,8 +53,8 @@ def test_is_a_search_space() -> None:
 
 def test_seeded_samples_build_and_run_on_8x8_and_32x32() -> None:
     rng = np.random.default_rng(0)
-    archs = [space.sample(rng) for _ in range(30)]
-    assert len(set(archs)) == 30
+    archs = [space.sample(rng) for _ in range(10)]
+    assert len(set(archs)) == 10
     for arch in archs:
         _runs(space.build(arch))
     # samples are seeded

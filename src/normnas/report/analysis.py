@@ -63,7 +63,12 @@ def active_params(params: dict[str, Any]) -> dict[str, Any]:
 
 def kind_values(row: TrialRow, kind: str) -> list[Any]:
     """The values a trial chose for every active parameter of `kind` (one per block)."""
-    return [v for k, v in active_params(row.params).items() if kind_of(k) == kind]
+    # the row's active parameters are kept on it: the report asks for them a dozen times
+    # per trial (each kind, the top share, the scores), and rows do not change once loaded
+    active = row.__dict__.get("_active_params")
+    if active is None:
+        active = row.__dict__["_active_params"] = active_params(row.params)
+    return [v for k, v in active.items() if kind_of(k) == kind]
 
 
 def score(data: StudyData, row: TrialRow) -> float | None:

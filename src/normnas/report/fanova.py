@@ -21,7 +21,6 @@ import optuna
 from optuna._transform import _SearchSpaceTransform
 from optuna.importance import BaseImportanceEvaluator
 from optuna.importance._base import _get_distributions
-from optuna.search_space import intersection_search_space
 from optuna.trial import FrozenTrial, TrialState
 
 _CELLS_X_LEAVES = 4_000_000  # the most grid cells x leaves held at once (32 MB of floats)
@@ -59,7 +58,7 @@ class FanovaEvaluator(BaseImportanceEvaluator):
         trials = self.trials if self.trials is not None else study.get_trials(deepcopy=False)
         # as Optuna: the parameters every completed trial has (named ones: its own rule)
         if params is None:
-            distributions = intersection_search_space(trials)
+            distributions = _shared_distributions(trials)
             params = list(distributions)
         else:
             distributions = _get_distributions(study, params=params)
@@ -91,6 +90,23 @@ class FanovaEvaluator(BaseImportanceEvaluator):
         out = {**dict(zip(several, map(float, imp), strict=True)), **dict.fromkeys(single, 0.0)}
         # Optuna's order: by importance, descending (ties: the later name first)
         return dict(reversed(sorted(out.items(), key=lambda item: item[1])))
+
+
+def _shared_distributions(trials: Sequence[FrozenTrial]) -> dict[str, Any]:
+    """Optuna's `intersection_search_space`: the distributions every completed trial has,
+    by name. The same comparison, but identity first: trials read by `read_trials` share
+    their distribution objects, and Optuna's element-wise `==` took a third of a second at
+    1,500 trials."""
+    space: dict[str, Any] | None = None
+    for trial in reversed(trials):
+        if trial.state != TrialState.COMPLETE:
+            continue
+        theirs = trial.distributions
+        if space is None:
+            space = dict(theirs)
+            continue
+        space = {n: d for n, d in space.items() if (o := theirs.get(n)) is d or o == d}
+    return dict(sorted((space or {}).items()))
 
 
 def forest_importances(
