@@ -12,6 +12,7 @@ start (`normnas search` commands, workers) keep SQLite's default.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from typing import Any
 
@@ -22,7 +23,6 @@ from sqlalchemy.engine import Engine
 @event.listens_for(Engine, "connect")
 def _commit_without_fsync(dbapi_connection: Any, _record: Any) -> None:
     if isinstance(dbapi_connection, sqlite3.Connection):
-        try:
+        # a damaged or foreign file: its own error comes at its first use, as without this
+        with contextlib.suppress(sqlite3.Error):
             dbapi_connection.execute("PRAGMA synchronous=OFF")
-        except sqlite3.Error:  # a damaged or foreign file: its own error comes at first use
-            pass

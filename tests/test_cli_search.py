@@ -112,13 +112,13 @@ def _evaluated(storage: str, study: str) -> list[rec.TrialRecord]:
 
 def test_resume_after_sigkill_keeps_finished_trials_and_reaches_the_budget(tiny):
     url = f"sqlite:///{tiny / 'r.db'}"
-    cmd = [*NORMNAS, "search", "-c", "tiny.yaml", "--trials", "8", "--study", "r"]
+    cmd = [*NORMNAS, "search", "-c", "tiny.yaml", "--trials", "6", "--study", "r"]
     cmd += ["--storage", url, "--no-final", "--no-progress"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(
         cmd, cwd=tiny, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
-    deadline = time.time() + 90
+    deadline = time.time() + 200  # a busy machine starts the command slowly
     before: dict[int, tuple] = {}
     while time.time() < deadline and proc.poll() is None:
         time.sleep(0.3)
@@ -136,7 +136,7 @@ def test_resume_after_sigkill_keeps_finished_trials_and_reaches_the_budget(tiny)
         t.number: (t.params, t.values, t.state) for t in study.trials if t.state.is_finished()
     }
     running = [t.number for t in study.trials if t.state == TrialState.RUNNING]
-    assert 3 <= len(before) < 8
+    assert 3 <= len(before) < 6
 
     rerun = subprocess.run(cmd, cwd=tiny, env=env, capture_output=True, text=True, timeout=120)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
@@ -157,7 +157,7 @@ def test_resume_after_sigkill_keeps_finished_trials_and_reaches_the_budget(tiny)
         assert bool(retried) == bool(t.params)
         assert not retried or retried[0].params.items() >= t.params.items()
     evaluated = _evaluated(url, "r")
-    assert len(evaluated) == 8 and all(r.state == TrialState.COMPLETE for r in evaluated)
+    assert len(evaluated) == 6 and all(r.state == TrialState.COMPLETE for r in evaluated)
     assert not [t for t in after.values() if t.state == TrialState.RUNNING]
 
 
@@ -165,14 +165,14 @@ def test_two_workers_share_one_study_without_loss_or_duplicates(tiny):
     url = f"journal:{tiny / 'w.journal'}"
     # options of evolution would be refused for --strategy random: a config without them
     (tiny / "rand.yaml").write_text(TINY.replace("strategy_options: {population_size: 3}\n", ""))
-    cmd = [*NORMNAS, "search", "-c", "rand.yaml", "--trials", "6", "--workers", "2"]
+    cmd = [*NORMNAS, "search", "-c", "rand.yaml", "--trials", "4", "--workers", "2"]
     cmd += ["--study", "w", "--storage", url, "--no-final", "--no-progress", "--strategy", "random"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    run = subprocess.run(cmd, cwd=tiny, env=env, capture_output=True, text=True, timeout=150)
+    run = subprocess.run(cmd, cwd=tiny, env=env, capture_output=True, text=True, timeout=240)
     assert run.returncode == 0, run.stderr[-2000:]
     study = optuna.load_study(study_name="w", storage=open_storage(url))
     evaluated = _evaluated(url, "w")
-    assert len(evaluated) == 6
+    assert len(evaluated) == 4
     keys = [r.key for r in evaluated]
     assert len(set(keys)) == len(keys)
     assert all(t.state.is_finished() for t in study.trials)

@@ -184,7 +184,7 @@ def test_a_stopped_search_marks_its_trial_and_prints_how_to_resume(tiny: Path, h
         os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C in a terminal
     else:
         os.kill(proc.pid, signal.SIGTERM)
-    _, err = proc.communicate(timeout=60)
+    _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err[-3000:]
     _clean(err)
     assert _resume_line(args) in err.splitlines()[-1]
@@ -205,7 +205,7 @@ def test_ctrl_c_with_workers_stops_them_all_quietly(tiny: Path, target: str) -> 
         os.killpg(proc.pid, signal.SIGINT)
     else:
         os.kill(proc.pid, signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
+    _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err[-3000:]
     _clean(err)
     assert _resume_line(args) in err.splitlines()[-1]
@@ -306,7 +306,7 @@ def test_two_searches_on_one_study_at_once_both_reach_the_budget(tiny: Path) -> 
     support.wait_for(lambda: _running(study), first)  # the second starts beside a live trial
     second = _start(tiny, args)
     for proc in (first, second):
-        _, err = proc.communicate(timeout=150)
+        _, err = proc.communicate(timeout=240)
         assert proc.returncode == 0, err[-3000:]
         _clean(err)
     trials = _trials(study)
@@ -323,12 +323,12 @@ def test_two_searches_on_one_study_at_once_both_reach_the_budget(tiny: Path) -> 
     assert len(set(keys)) == len(keys)
 
 
-def _pop_queued(url: str, asks: int, start_at: float, out: Any) -> None:
-    """In a spawned process: ask `asks` trials of study 'q' from `start_at` on, tell each."""
+def _pop_queued(url: str, asks: int, ready: Any, out: Any) -> None:
+    """In a spawned process: ask `asks` trials of study 'q' once both are `ready`, tell each."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.load_study(study_name="q", storage=open_storage(url))
-    while time.time() < start_at:  # both processes ask at the same moment
-        pass
+    # both processes ask at the same moment, however long each took to start
+    ready.wait(timeout=240)
     popped = []
     for _ in range(asks):
         trial = study.ask()
@@ -355,13 +355,13 @@ def test_two_processes_asking_at_once_never_pop_one_queued_trial_twice(
         study.enqueue_trial({"x": i}, skip_if_exists=False)
     ctx = mp.get_context("spawn")
     out = ctx.Queue()
-    start_at = time.time() + 3  # after both have imported optuna and opened the storage
-    procs = [ctx.Process(target=_pop_queued, args=(url, 60, start_at, out)) for _ in range(2)]
+    ready = ctx.Barrier(2)  # passed when both have imported optuna and opened the storage
+    procs = [ctx.Process(target=_pop_queued, args=(url, 60, ready, out)) for _ in range(2)]
     for proc in procs:
         proc.start()
-    first, second = out.get(timeout=60), out.get(timeout=60)
+    first, second = out.get(timeout=240), out.get(timeout=240)
     for proc in procs:
-        proc.join(30)
+        proc.join(60)
     assert not set(first) & set(second)  # no queued trial ran in both processes
     assert len(first) + len(second) == 120  # and each ran in one: none lost
     states = [t.state for t in study.get_trials(deepcopy=False)]

@@ -1,4 +1,5 @@
 import math
+from typing import ClassVar
 
 import optuna
 import pytest
@@ -6,6 +7,7 @@ from optuna.trial import TrialState
 from tests.search.helpers import TableEvaluator, TinyEvaluator, TinySpace, table
 
 from normnas.search import records as rec
+from normnas.search.result import TrialResult
 from normnas.search.runner import Budget, Constraints, run_search
 from normnas.search.strategies import make_pruner, make_sampler
 from normnas.spaces import NB201Space
@@ -92,6 +94,88 @@ def test_an_exhausted_space_stops_the_search():
     space = TinySpace()
     s = run_search(_study("random", space), space, TinyEvaluator(), Budget(trials=10))
     assert s.n_total == 6 and s.stopped_by == "exhausted"
+
+
+def _one_architecture_space():  # type: ignore[no-untyped-def]
+    from normnas.spaces import MacroSpace
+
+    return MacroSpace.from_dict(
+        {
+            "stages": [{"widths": [8], "min_blocks": 1, "max_blocks": 1, "stride": 1}],
+            "kernels": [3], "norms": ["batchnorm"], "placements": ["conv_norm_act"],
+            "activations": ["relu"], "residual": [False], "dropout": [0.0],
+        }
+    )  # fmt: skip
+
+
+class _Fixed:
+    """A cheap judge of any architecture (the search loop is what these tests are about)."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def evaluate(self, arch, fidelity=None, report=None) -> TrialResult:  # type: ignore[no-untyped-def]
+        self.calls += 1
+        return TrialResult(status="ok", accuracy=0.5, cost_s=1.0)
+
+
+def test_a_space_of_one_architecture_stops_once_it_has_a_result():
+    space = _one_architecture_space()
+    study = _study("random", space)
+    ev = _Fixed()
+    s = run_search(study, space, ev, Budget(trials=2))
+    # it used to ask 1,000 duplicates (1,001 trial rows) before stopping on the streak
+    assert s.stopped_by == "exhausted" and s.extra["space_size"] == 1
+    assert len(study.trials) == 1 and s.n_duplicates == 0 and ev.calls == 1
+    again = run_search(study, space, ev, Budget(trials=5))  # nothing new left: no new row
+    assert again.stopped_by == "exhausted" and len(study.trials) == 1 and ev.calls == 1
+
+
+def test_a_sampler_stuck_in_a_small_space_stops_after_a_few_repeats():
+    space = TinySpace()  # 6 architectures
+    stuck = optuna.samplers.PartialFixedSampler(
+        {"a": 0, "b": "x"}, optuna.samplers.RandomSampler(seed=0)
+    )
+    study = optuna.create_study(direction="maximize", sampler=stuck)
+    s = run_search(study, space, TinyEvaluator(), Budget(trials=3))
+    assert s.stopped_by == "duplicates" and s.n_evaluated == 1
+    assert s.n_duplicates == 10 * 6  # 10 x the space's size, not max(10 x budget, 1000)
+    assert len(study.trials) == 1 + 10 * 6
+
+
+class _EightSpace(TinySpace):
+    """a in 0..7, b always x: three architectures in common with TinySpace (0x, 1x, 2x)."""
+
+    _choices: ClassVar[dict] = {"n": tuple(range(8))}  # its own name: no clash with "a"
+
+    def suggest(self, trial):  # type: ignore[no-untyped-def]
+        return (trial.suggest_categorical("n", self._choices["n"]), "x")
+
+    def from_params(self, params):  # type: ignore[no-untyped-def]
+        return (params["n"], "x")
+
+    def to_params(self, arch):  # type: ignore[no-untyped-def]
+        return {"n": arch[0]}
+
+    def from_str(self, text):  # type: ignore[no-untyped-def]
+        if len(text) != 2 or not text[0].isdigit() or int(text[0]) > 7 or text[1] != "x":
+            raise ValueError(f"not an architecture of this space: {text!r}")
+        return (int(text[0]), text[1])
+
+    def __len__(self) -> int:
+        return 8
+
+
+def test_results_of_another_space_do_not_make_this_one_exhausted():
+    study = _study("random", TinySpace())
+    run_search(study, TinySpace(), TinyEvaluator(), Budget(trials=6))  # its six
+    space = _EightSpace()  # e.g. the space changed and the study was rerun with --force
+    s = run_search(study, space, TinyEvaluator(), Budget(trials=20))
+    # the study held 6 results, 3 of them this space's: it used to stop as soon as it had
+    # 8 results of any space (5 of its own); now when all 8 of its own have one
+    assert s.stopped_by == "exhausted"
+    keys = {r.key for r in rec.records(study) if r.evaluated}
+    assert {f"{a}x" for a in range(8)} <= keys
 
 
 def test_duplicate_streak_stops_a_space_of_unknown_size():

@@ -229,3 +229,71 @@ def test_the_storage_folder_is_unchanged_by_a_failed_open(tmp_path):
     with pytest.raises(StorageError):
         open_storage(f"sqlite:///{db}")
     assert sorted(p.name for p in tmp_path.iterdir()) == before and db.read_bytes() == b"x" * 1000
+
+
+def _limit_to_current_size(storage: object) -> None:
+    """Every connection of `storage`'s engine may not grow the file past its size now:
+    SQLite's own 'database or disk is full' (SQLITE_FULL) at the next page it needs."""
+
+    engine = storage.engine  # type: ignore[attr-defined]
+
+    @sqlalchemy.event.listens_for(engine, "connect")
+    def _full(connection, _record):  # type: ignore[no-untyped-def]
+        pages = connection.execute("PRAGMA page_count").fetchone()[0]
+        connection.execute(f"PRAGMA max_page_count = {pages}")
+
+    engine.dispose()  # the pooled connections reconnect, with the limit
+
+
+def test_a_full_disk_mid_search_names_the_file_and_the_study_resumes(tmp_path):
+    from optuna.trial import TrialState
+    from tests.search.helpers import TableEvaluator
+
+    from normnas.search.runner import Budget, run_search
+    from normnas.search.study import recover_interrupted
+    from normnas.spaces import NB201Space
+
+    db = tmp_path / "s.db"
+    space = NB201Space()
+    sampler = optuna.samplers.RandomSampler(seed=0)
+    study = open_study("s", open_storage(f"sqlite:///{db}"), ["maximize"], sampler)
+    run_search(study, space, TableEvaluator(space), Budget(trials=5))
+    _limit_to_current_size(study._storage._backend)
+    with pytest.raises(StorageError) as info:  # was Optuna's "... exceeding max length", exit 70
+        run_search(study, space, TableEvaluator(space), Budget(trials=500))
+    message = str(info.value)
+    assert message.startswith(f"{db}: disk full (database or disk is full)")
+    assert "rerun the same command" in message and len(message.splitlines()) == 1
+    # the disk has room again: the rerun finds every finished trial and completes the budget
+    study = open_study("s", open_storage(f"sqlite:///{db}"), ["maximize"], sampler)
+    done = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    assert len(done) >= 5
+    recover_interrupted(study)  # what a rerun of the command does first
+    summary = run_search(study, space, TableEvaluator(space), Budget(trials=len(done) + 3))
+    assert summary.stopped_by == "trials" and summary.n_evaluated == 3
+    assert not study.get_trials(states=(TrialState.RUNNING,))
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["../x/../../evil", "/etc/passwd", "a/b", "..", ".", "..\\..\\win", "x" * 300, "", "é t"],
+)
+def test_a_study_name_becomes_one_file_beside_the_storage(tmp_path, name):
+    from normnas.search.study import study_file
+
+    url = f"sqlite:///{tmp_path / 'db' / 's.db'}"
+    for suffix in ("-best.pt", "-report.html", ".supernet.pt"):
+        path = study_file(url, name, suffix)
+        assert path.parent == (tmp_path / "db").resolve()  # never a sub-folder or outside
+        assert path.name.endswith(suffix) and not path.name.startswith((".", "-"))
+        assert len(path.name.encode()) <= 255
+
+
+def test_safe_study_file_names_keep_plain_names_and_never_collide():
+    from normnas.search.study import safe_file_stem
+
+    assert safe_file_stem("normnas-macro-digits") == "normnas-macro-digits"  # files kept
+    assert safe_file_stem("demo-20240101-120000") == "demo-20240101-120000"
+    names = ["a b", "a_b", "a/b", "a\\b", "a:b", "../a_b", "x" * 300, "x" * 301]
+    stems = [safe_file_stem(n) for n in names]
+    assert len(set(stems)) == len(stems)  # two studies never share a best model or report

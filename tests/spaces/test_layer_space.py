@@ -417,3 +417,31 @@ def test_a_residual_inside_a_residual_computes_x_plus_f_of_x_plus_g_of_x() -> No
     g = torch.relu(nn.functional.conv2d(x, g_conv.weight, g_conv.bias, padding=1))
     f = nn.functional.gelu(nn.functional.conv2d(x + g, f_conv.weight, f_conv.bias, padding=1))
     assert torch.allclose(model.features(x), x + f, atol=1e-6)
+
+
+def test_size_is_the_number_of_distinct_architectures():
+    import itertools
+
+    small = LayerSpace.from_dict(
+        {
+            "input_size": 8,
+            "layers": [
+                # (none, conv_act_norm) is (none, conv_norm_act)
+                {"type": "conv", "filters": [8, 16], "norm": ["bn", "none"],
+                 "placement": ["conv_norm_act", "conv_act_norm", "norm_act_conv"]},
+                # an optional dropout of rate 0 is the layer left out, at any repeat
+                {"type": "dropout", "rate": [0.0, 0.25], "optional": True, "repeat": [1, 2]},
+                {"type": "residual", "optional": True, "layers": [
+                    {"type": "conv", "filters": 8, "norm": ["none", "gn"],
+                     "placement": ["conv_act_norm", "conv_norm_act"], "optional": True},
+                    {"type": "dropout", "rate": [0.0, 0.1], "optional": True}]},
+                {"type": "dense", "units": [16, 32], "optional": True},
+            ],
+        }
+    )  # fmt: skip
+    choices = small._choices
+    keys = {
+        small.to_str(small.canonical(small.from_params(dict(zip(choices, values, strict=True)))))
+        for values in itertools.product(*choices.values())
+    }
+    assert small.size() == len(keys) == 810

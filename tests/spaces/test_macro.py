@@ -326,3 +326,31 @@ def test_min_image_size_keeps_instance_norm_trainable() -> None:
     assert model(torch.randn(2, 3, 5, 5)).shape == (2, 10)
     with pytest.raises(ValueError, match="spatial element"):
         model(torch.randn(2, 3, 4, 4))  # 4 -> 4 -> 2 -> 1: a 1x1 map before a norm
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        # (none, conv_act_norm) merges into (none, conv_norm_act); depth 1 or 2
+        {"stages": [{"widths": [8], "min_blocks": 1, "max_blocks": 2, "stride": 1}],
+         "kernels": [3], "norms": ["batchnorm", "none"], "activations": ["relu"],
+         "residual": [False], "dropout": [0.0, 0.2]},
+        # no conv_norm_act: nothing merges; two stages multiply
+        {"stages": [{"widths": [8, 16], "min_blocks": 1, "max_blocks": 1, "stride": 1},
+                    {"widths": [8], "min_blocks": 1, "max_blocks": 2, "stride": 2}],
+         "kernels": [3], "norms": ["none"], "placements": ["conv_act_norm", "norm_act_conv"],
+         "activations": ["relu", "gelu"], "residual": [False], "dropout": [0.0]},
+        # a single architecture
+        {"stages": [{"widths": [8], "min_blocks": 1, "max_blocks": 1, "stride": 1}],
+         "kernels": [3], "norms": ["batchnorm"], "placements": ["conv_norm_act"],
+         "activations": ["relu"], "residual": [False], "dropout": [0.0]},
+    ],
+)  # fmt: skip
+def test_size_is_the_number_of_distinct_architectures(config):
+    small = MacroSpace.from_dict(config)
+    choices = small._choices()
+    keys = {
+        small.to_str(small.canonical(small.from_params(dict(zip(choices, values, strict=True)))))
+        for values in itertools.product(*choices.values())
+    }
+    assert small.size() == len(keys)  # what a search can tell apart, so when it is done

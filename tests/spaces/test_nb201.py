@@ -351,3 +351,9 @@ def test_bad_params_name_the_field() -> None:
         space.from_params({**params, "edge_4<-0": "none"})
     with pytest.raises(ValueError, match="6 op names"):
         space.to_str(("none",) * 5)
+
+
+def test_size_counts_the_equivalence_classes_not_the_cells():
+    space = NB201Space()
+    classes = {space.canonical(a) for a in space.all()}
+    assert space.size() == len(classes) == 4930 and len(space) == 15_625

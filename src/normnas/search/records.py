@@ -288,10 +288,20 @@ def records(study: optuna.Study, trials: Iterable[FrozenTrial] | None = None) ->
     return list(out.values())
 
 
-def _dominates(a: Sequence[float], b: Sequence[float]) -> bool:
-    return all(x >= y for x, y in zip(a, b, strict=True)) and any(
-        x > y for x, y in zip(a, b, strict=True)
-    )
+def _dominated(points: list[tuple[float, ...]], block: int = 256) -> list[bool]:
+    """Whether each point (larger is better in every coordinate) is dominated by another
+    (at least as good in every coordinate, better in one), in blocks of NumPy comparisons:
+    pair by pair in Python, a 1,500-trial two-objective study took seconds."""
+    import numpy as np
+
+    values = np.asarray(points, dtype=float)
+    out = np.zeros(len(values), dtype=bool)
+    for start in range(0, len(values), block):
+        mine = values[start : start + block, None, :]
+        at_least = (values[None, :, :] >= mine).all(axis=2)
+        better = (values[None, :, :] > mine).any(axis=2)
+        out[start : start + block] = (at_least & better).any(axis=1)
+    return out.tolist()
 
 
 def best_records(study: optuna.Study, recs: list[TrialRecord] | None = None) -> list[TrialRecord]:
@@ -309,5 +319,6 @@ def best_records(study: optuna.Study, recs: list[TrialRecord] | None = None) -> 
     scored = [(tuple(s * v for s, v in zip(signs, r.values, strict=True)), r) for r in done]  # type: ignore[arg-type]
     if len(signs) == 1:
         return [max(scored, key=lambda p: (p[0][0], -p[1].number))[1]]
-    front = [r for s, r in scored if not any(_dominates(o, s) for o, _ in scored)]
+    beaten = _dominated([s for s, _ in scored])
+    front = [r for (_, r), out in zip(scored, beaten, strict=True) if not out]
     return sorted(front, key=lambda r: (-signs[0] * r.values[0], r.number))  # type: ignore[index]

@@ -117,6 +117,19 @@ class _SQLiteStorage(optuna.storages.RDBStorage):
             if getattr(_IMMEDIATE, "on", False):  # sqlite3 sees it and adds no BEGIN of its own
                 connection.exec_driver_sql("BEGIN IMMEDIATE")
 
+        file = _sqlite_file(self.url)
+        name = str(file) if file is not None else storage_name(self.url)
+
+        @event.listens_for(self.engine, "handle_error")
+        def _full(context: Any) -> None:
+            # a full disk fails whichever write comes first (the run's record of its config,
+            # a trial, the summary), most outside any `storage_errors`: said here, once, as
+            # the user's problem; Optuna would wrap it as "... e.g. exceeding max length".
+            # SQLite has rolled the write back: nothing of the study is lost.
+            detail = one_line(context.original_exception)
+            if _DISK_FULL_TEXT[0] in detail.lower():
+                raise StorageError(f"{name}: disk full ({detail}); {_RESUME}")
+
     def set_trial_state_values(
         self, trial_id: int, state: TrialState, values: Sequence[float] | None = None
     ) -> bool:
