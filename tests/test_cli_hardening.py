@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from normnas.cli import app
 from normnas.search import records as rec
-from normnas.search.study import open_storage
+from normnas.search.study import open_storage, study_meta
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -106,7 +106,7 @@ def test_rerun_with_other_training_is_refused_then_forced(tiny):
     assert "--study NEW" in line and "--force" in line
     forced = _invoke([*base, "--trials", "2", "--epochs", "2", "--force"], tiny)
     assert forced.exit_code == 0, forced.output
-    meta = _study(tiny, "fp").user_attrs["normnas"]
+    meta = study_meta(_study(tiny, "fp"))
     assert any("train.epochs" in c for entry in meta["changes"] for c in entry["forced"])
     # a rerun that only extends the budget is a resume, not a change
     assert _invoke([*base, "--trials", "3", "--epochs", "2"], tiny).exit_code == 0
@@ -226,7 +226,7 @@ def test_data_root_flag_and_no_verify_reach_the_loader(tiny):
     accepted = _invoke([*args, "--no-verify"], tiny)
     assert accepted.exit_code == 0, accepted.output
     assert (data_root / "cifar-10-batches-py" / "test_batch").is_file()  # extracted there
-    meta = _study(tiny, "c10").user_attrs["normnas"]["config"]
+    meta = study_meta(_study(tiny, "c10"))["config"]
     assert meta["data_root"] == str(data_root) and meta["verify"] is False
 
 

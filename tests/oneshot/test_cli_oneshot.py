@@ -21,8 +21,8 @@ def _study(folder):
 
 
 def _checkpoints(folder):
-    """Each supernet checkpoint file beside study `s` -> its modification time."""
-    return {p.name: p.stat().st_mtime_ns for p in folder.glob("s.*.pt*")}
+    """Each checkpoint file in `folder` but the final model's -> its modification time."""
+    return {p.name: p.stat().st_mtime_ns for p in folder.glob("*.pt*") if p.name != "s-best.pt"}
 
 
 @pytest.mark.parametrize(

@@ -171,7 +171,9 @@ def _clean(stderr: str) -> None:
     "how",
     [
         "SIGINT",
-        "SIGTERM",
+        # SIGTERM becomes the KeyboardInterrupt of Ctrl-C (`stop_on_signals`, tested below),
+        # after which the stop is the SIGINT case's: run with -m slow
+        pytest.param("SIGTERM", marks=pytest.mark.slow),
     ],
 )
 def test_a_stopped_search_marks_its_trial_and_prints_how_to_resume(tiny: Path, how: str) -> None:
@@ -301,7 +303,7 @@ def test_a_killed_worker_is_replaced_and_its_trial_requeued(tiny: Path) -> None:
 def test_two_searches_on_one_study_at_once_both_reach_the_budget(tiny: Path) -> None:
     url = f"sqlite:///{tiny / 'p.db'}"
     study = _new_study(url)
-    args = _search_args(url, "--trials", "16")  # long enough for the two to overlap
+    args = _search_args(url, "--trials", "12")  # long enough for the two to overlap
     first = _start(tiny, args)
     support.wait_for(lambda: _running(study), first)  # the second starts beside a live trial
     second = _start(tiny, args)
@@ -316,9 +318,9 @@ def test_two_searches_on_one_study_at_once_both_reach_the_budget(tiny: Path) -> 
     ]
     assert len(_owners(study)) == 2
     evaluated = [r for r in rec.records(study) if r.evaluated]
-    # each run stops at 16 counted study-wide; near the end each may start one more trial
+    # each run stops at 12 counted study-wide; near the end each may start one more trial
     # before it has seen the other's last result
-    assert 16 <= len(evaluated) <= 18
+    assert 12 <= len(evaluated) <= 14
     keys = [r.key for r in evaluated]
     assert len(set(keys)) == len(keys)
 

@@ -154,8 +154,13 @@ def test_time_holds_beside_two_busy_loops(tmp_path: Path, busy: None) -> None:
     ]
     assert out.summary is not None and out.summary.n_evaluated >= 2, out.summary
     assert epochs, "no trial recorded its epochs"
-    # the promise: the budget plus 10% (one epoch of a trial here is well under that)
-    assert wall <= 1.1 * budget, f"{wall:.1f}s on a {budget:g}s budget"
+    # the promise: the budget plus 10%, or one epoch of the running trial when that is more
+    # (on a machine loaded beyond these two loops an epoch may be)
+    epoch_s = max(
+        float(t.user_attrs.get("cost_s", 0)) / max(int(t.user_attrs.get("x.epochs", 1)), 1)
+        for t in out.study.trials
+    )
+    assert wall <= budget + max(0.1 * budget, epoch_s), f"{wall:.1f}s on a {budget:g}s budget"
     assert out.model_path is not None and out.test_accuracy is not None
 
 

@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy.stats import rankdata
 
 from normnas.spaces.base import Arch, SearchSpace
 
@@ -49,6 +48,8 @@ class Candidate:
 
 def ranks01(values: Sequence[float]) -> np.ndarray:
     """Ranks scaled to [0, 1] (ties share their mean rank; NaN and -inf rank lowest)."""
+    from scipy.stats import rankdata  # here: scipy.stats costs seconds at every command's start
+
     v = np.asarray(values, dtype=np.float64)
     v = np.where(np.isnan(v), -np.inf, v)
     if len(v) <= 1:
