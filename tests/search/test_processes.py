@@ -303,7 +303,9 @@ def test_a_killed_worker_is_replaced_and_its_trial_requeued(tiny: Path) -> None:
 def test_two_searches_on_one_study_at_once_both_reach_the_budget(tiny: Path) -> None:
     url = f"sqlite:///{tiny / 'p.db'}"
     study = _new_study(url)
-    args = _search_args(url, "--trials", "12")  # long enough for the two to overlap
+    # long enough for the two to overlap: on an idle machine 12 one-epoch trials end before
+    # the second process has imported torch
+    args = _search_args(url, "--trials", "12", "--epochs", "4")
     first = _start(tiny, args)
     support.wait_for(lambda: _running(study), first)  # the second starts beside a live trial
     second = _start(tiny, args)
