@@ -132,7 +132,7 @@ def test_time_alone_gets_a_cascade_sized_here_and_a_rerun_keeps_it(tmp_path: Pat
         "input_size: 8\nlayers:\n  - {type: conv, filters: [4, 8], norm: [bn, gn, none]}\n"
         "  - {type: pool, size: 2}\n  - {type: conv, filters: [8, 16], kernel_size: [3, 5]}\n"
     )
-    args = ["search", "--data", "digits", "--time", "25s", "--epochs", "1", *space]
+    args = ["search", "--data", "digits", "--time", "15s", "--epochs", "1", *space]
     args += ["--study", "auto", "--no-progress", "--no-final"]
     got = invoke(args, tmp_path)
     assert got.exit_code == 0, got.output

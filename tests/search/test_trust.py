@@ -65,7 +65,7 @@ def test_the_best_trials_weights_are_kept_and_score_what_the_trial_recorded(
     tmp_path: Path,
 ) -> None:
     out = normnas.search(
-        space=SPACE, data="digits", strategy="random", trials=5, epochs=2, final=False,
+        space=SPACE, data="digits", strategy="random", trials=5, epochs=1, final=False,
         storage=f"sqlite:///{tmp_path / 's.db'}", study="keep", seed=3, verbose=False,
     )  # fmt: skip
     kept = TrialCheckpoints(tmp_path / "keep.trials")
@@ -142,7 +142,7 @@ def test_export_of_a_trials_network_prints_the_warning(tmp_path: Path, digits: A
 
 
 def test_time_holds_beside_two_busy_loops(tmp_path: Path, busy: None) -> None:
-    budget = 20.0
+    budget = 14.0
     t0 = time.monotonic()
     out = normnas.search(
         space=SPACE, data="digits", strategy="evolution", time=budget, epochs=5,
