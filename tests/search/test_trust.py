@@ -142,7 +142,7 @@ def test_export_of_a_trials_network_prints_the_warning(tmp_path: Path, digits: A
 
 
 def test_time_holds_beside_two_busy_loops(tmp_path: Path, busy: None) -> None:
-    budget = 14.0
+    budget = 20.0
     t0 = time.monotonic()
     out = normnas.search(
         space=SPACE, data="digits", strategy="evolution", time=budget, epochs=5,
