@@ -44,9 +44,9 @@ class AutoChoice:
 def measure(cfg: Any, parts: Any) -> tuple[float, float]:
     """(seconds of one candidate's proxies, estimated seconds of one candidate's training),
     on the cores other processes leave free, as the search will run."""
-    from normnas.train.threads import cpu_threads, free_threads
+    from normnas.train.threads import cpu_threads, run_threads
 
-    with cpu_threads(free_threads(limit=torch.get_num_threads())):
+    with cpu_threads(run_threads()):
         return _measure(cfg, parts)
 
 

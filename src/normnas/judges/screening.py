@@ -21,7 +21,6 @@ from typing import Any
 
 import numpy as np
 import optuna
-import torch
 from optuna.trial import TrialState, create_trial
 
 from normnas.judges.cascade import SCORE_PREFIX, STAGE_ATTR, Stage, top_by_vote
@@ -225,9 +224,9 @@ def prepare_cascade(
             judges[name] = screen_judge(cfg, parts, url, name)
         return judges[name]
 
-    from normnas.train.threads import cpu_threads, free_threads
+    from normnas.train.threads import cpu_threads, run_threads
 
-    with cpu_threads(free_threads(limit=torch.get_num_threads())):  # see train.threads
+    with cpu_threads(run_threads()):  # see train.threads
         report = run_screens(study, parts.space, stages, judge_of, cfg.seed, screen_left, echo)
     names = sorted({k for c in report.pool for k in c.scores})
     study.set_user_attr(

@@ -35,7 +35,7 @@ from torch import nn
 from normnas.errors import ConfigError
 from normnas.oneshot.gradient_options import METHODS, SELECTIONS, GradientOptions  # noqa: F401 (re-exported)
 from normnas.oneshot.gradient_select import _accuracy_loss, derive_choice, select
-from normnas.train.threads import cpu_threads, free_threads
+from normnas.train.threads import cpu_threads, run_threads
 
 CHECKPOINT_VERSION = 1
 
@@ -232,7 +232,7 @@ def search_gradient(
     that crosses it (`selection["stopped"] == "time"`); the next run goes on from there.
     """
     device = torch.device(options.device)
-    threads = free_threads(limit=torch.get_num_threads()) if device.type == "cpu" else None
+    threads = run_threads() if device.type == "cpu" else None
     with cpu_threads(threads):  # the cores other processes leave: see train.threads
         return _search_gradient(relaxed, data, options, checkpoint, on_epoch, max_time_s)
 

@@ -40,8 +40,8 @@ from normnas.errors import StorageError
 from normnas.nn.batchnorm import is_batchnorm
 from normnas.oneshot.base import Supernet
 from normnas.train.config import TrainConfig
-from normnas.train.fit import run_threads, seed_everything, setup_training
-from normnas.train.threads import cpu_threads
+from normnas.train.fit import seed_everything, setup_training
+from normnas.train.threads import cpu_threads, run_threads
 
 Sampling = Literal["uniform", "fair"]
 Trainable = Literal["all", "bn"]
@@ -206,7 +206,7 @@ def train_supernet(
     train = data.train if train_split is None else train_split
     if len(train) < 2:
         raise ValueError(f"train_supernet: the training split needs >= 2 samples, got {len(train)}")
-    threads = run_threads(config) if torch.device(config.device).type == "cpu" else None
+    threads = run_threads(config.threads) if torch.device(config.device).type == "cpu" else None
     with _only_trainable(model, trainable), cpu_threads(threads):  # see train.threads
         return _train(supernet, model, train, config, sampling, checkpoint, trainable, callback)
 

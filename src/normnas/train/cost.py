@@ -57,6 +57,8 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from normnas.train.threads import cpu_threads
+
 aten = torch.ops.aten
 
 
@@ -395,26 +397,23 @@ def measure_latency(
     rounds = min(rounds, runs)
     sizes = [runs // rounds + (k < runs % rounds) for k in range(rounds)]
     flags = [(m, m.training) for m in model.modules()]  # each submodule's own mode
-    before = torch.get_num_threads()
     net.eval()
     times: list[list[float]] = []
     try:
-        if threads is not None:
-            torch.set_num_threads(threads)
-        x = torch.randn((batch_size, *shape), device=dev)
-        with torch.no_grad():
-            for _ in range(warmup):
-                net(x)
-            _sync(dev)
-            for size in sizes:
-                times.append([])
-                for _ in range(size):
-                    t0 = time.perf_counter()
+        with cpu_threads(threads) as used:  # pinned for the timing, restored after
+            x = torch.randn((batch_size, *shape), device=dev)
+            with torch.no_grad():
+                for _ in range(warmup):
                     net(x)
-                    _sync(dev)
-                    times[-1].append((time.perf_counter() - t0) * 1e3)
+                _sync(dev)
+                for size in sizes:
+                    times.append([])
+                    for _ in range(size):
+                        t0 = time.perf_counter()
+                        net(x)
+                        _sync(dev)
+                        times[-1].append((time.perf_counter() - t0) * 1e3)
     finally:
-        torch.set_num_threads(before)
         for m, training in flags:
             m.training = training
     every = [t for r in times for t in r]
@@ -426,7 +425,6 @@ def measure_latency(
     medians = [statistics.median(r) for r in times]
     best = min(medians)
     spread = (max(medians) - best) / best if best > 0 else 0.0
-    used = threads if threads is not None else before
     load, own, cores = _load_average(), _OWN_LOAD.now(), os.cpu_count() or 1
     return Latency(
         median_ms=best,

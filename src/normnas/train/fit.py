@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import random
 import time
 from collections.abc import Callable, Iterator
@@ -32,7 +31,7 @@ from normnas.nn import set_bn_momentum
 from normnas.train.config import TrainConfig
 from normnas.train.metrics import predict
 from normnas.train.schedules import make_scheduler
-from normnas.train.threads import cpu_threads, free_threads
+from normnas.train.threads import cpu_threads, run_threads
 
 Status = Literal["ok", "diverged", "timeout", "stopped"]
 CUDA_CHECK_EVERY = 8
@@ -171,19 +170,8 @@ def fit(
     config = config or TrainConfig()
     if torch.device(config.device).type != "cpu":
         return _fit(model, data, config, callback, train_split, valid_split)
-    with cpu_threads(run_threads(config)):  # the free cores only: see train.threads
+    with cpu_threads(run_threads(config.threads)):  # the free cores only: see train.threads
         return _fit(model, data, config, callback, train_split, valid_split)
-
-
-def run_threads(config: TrainConfig) -> int:
-    """The threads of a CPU run: `config.threads`, else $NORMNAS_THREADS, else the cores
-    other processes leave free (at most torch's current setting)."""
-    if config.threads is not None:
-        return config.threads
-    env = os.environ.get("NORMNAS_THREADS", "").strip()
-    if env.isdigit() and int(env) >= 1:
-        return int(env)
-    return free_threads(limit=torch.get_num_threads())
 
 
 def _fit(

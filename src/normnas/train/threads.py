@@ -94,6 +94,17 @@ def free_threads(limit: int | None = None) -> int:
     return n if limit is None else max(1, min(n, limit))
 
 
+def run_threads(threads: int | None = None) -> int:
+    """The threads of a CPU run: `threads` when given, else $NORMNAS_THREADS, else the
+    cores other processes leave free (at most torch's current setting)."""
+    if threads is not None:
+        return threads
+    env = os.environ.get("NORMNAS_THREADS", "").strip()
+    if env.isdigit() and int(env) >= 1:
+        return int(env)
+    return free_threads(limit=torch.get_num_threads())
+
+
 @contextlib.contextmanager
 def cpu_threads(threads: int | None) -> Iterator[int]:
     """torch's intra-op threads set to `threads` inside the block (None: left as they are),
