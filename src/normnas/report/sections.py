@@ -562,6 +562,10 @@ def best_model(data: StudyData) -> str:
     rows = [("", "search trial", "final model")]
     fm = final if isinstance(final, dict) else {}
     final_mark = _mark(fm.get("latency_ms"), fm.get("latency_reliable"))
+    # not timed when --time had no room left: say so, never a blank that reads as "fast"
+    skipped = f"not measured ({escape(str(fm['latency_skipped']))})" if fm.get(
+        "latency_skipped"
+    ) else ""
     test = fmt_value("accuracy", fm.get("test_accuracy")) + " test" if fm else "–"
     if data.score:  # the trial has the judge's score; the final model's test is an accuracy
         rows += [
@@ -576,14 +580,14 @@ def best_model(data: StudyData) -> str:
         (
             "latency, batch 1 (ms)",
             _ms(best.latency_ms) + _mark(best.latency_ms, best.latency_reliable),
-            _ms(fm.get("latency_ms")) + final_mark,
+            skipped if skipped else _ms(fm.get("latency_ms")) + final_mark,
         ),
         (
             "latency, BN folded (ms)",
             "–",
             _ms(fm.get("latency_folded_ms")) + final_mark
             if fm.get("latency_folded_ms") is not None
-            else ("nothing to fold" if fm else "–"),
+            else (skipped or ("nothing to fold" if fm else "–")),
         ),
     ]
     marked = (
