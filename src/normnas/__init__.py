@@ -9,7 +9,7 @@ try:
 except _metadata.PackageNotFoundError:  # running from a source tree without install
     __version__ = "0.0.0"
 
-__all__ = ["__version__"]
+__all__ = ["__version__", "load_model"]
 
 
 def __getattr__(name: str) -> object:  # lazy: keeps `import normnas` light
@@ -17,4 +17,8 @@ def __getattr__(name: str) -> object:  # lazy: keeps `import normnas` light
         import importlib
 
         return importlib.import_module("normnas.search")
+    if name == "load_model":  # normnas.load_model(path): a saved checkpoint, ready to predict
+        from normnas.export.loading import load_model
+
+        return load_model
     raise AttributeError(f"module 'normnas' has no attribute {name!r}")

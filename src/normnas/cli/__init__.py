@@ -15,6 +15,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # plain help: Rich markup would swallow `normnas[onnx]` and its tables cut descriptions
+    # to ~20 characters in 80 columns; click's formatter wraps them whole
+    rich_markup_mode=None,
 )
 
 

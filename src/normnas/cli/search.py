@@ -41,7 +41,7 @@ def search(
         None, help="Search space: macro, nb201, or a LayerSpace file (layers.yaml)."
     ),
     strategy: str | None = typer.Option(
-        None, help="random, grid, evolution, local, additive, tpe, nsga2 (see README)."
+        None, help="random, grid, evolution, local, additive, tpe, nsga2 (see the docs)."
     ),
     objective: list[str] | None = typer.Option(
         None, "--objective", help="accuracy, params, flops, latency; repeat for several."
@@ -190,6 +190,50 @@ def search(
     if _judge_left_to_us(config, overrides):
         overrides["cascade"] = "auto"
     run_and_report(config, overrides, progress, quiet=quiet, verbose=verbose)
+
+
+# What `search --help` shows as each option's default. The options default to None so that a
+# YAML config can set them; these are RunConfig's own defaults (a docs test compares them).
+SEARCH_DEFAULTS: dict[str, str] = {
+    "data": "digits",
+    "verify": "verify",
+    "space": "macro",
+    "strategy": "evolution",
+    "objective": "accuracy",
+    "epochs": "3",
+    "pruner": "none",
+    "workers": "1",
+    "executor": "local",
+    "storage": "sqlite:///normnas.db",
+    "seed": "0",
+    "device": "cpu",
+    "final": "final",
+    "evaluator": "train",
+    "bn_mode": "recalibrate",
+    "calib_batches": "16",
+    "proxy": "synflow,jacov,naswot",
+    "proxy_warmup": "0",
+    "order": "1",
+    "selection": "argmax",
+}
+
+
+def _show_defaults(command: Any, defaults: dict[str, str]) -> None:
+    """Add `[default: X]` to `command`'s options' help, as click shows a real default (a
+    string `show_default` would print it in parentheses)."""
+    import copy
+    import inspect
+
+    for name, param in inspect.signature(command).parameters.items():
+        if name in defaults and isinstance(param.default, typer.models.OptionInfo):
+            info = copy.copy(param.default)  # an option may be shared with `ablate`
+            info.help = f"{info.help}  [default: {defaults[name]}]"
+            command.__defaults__ = tuple(
+                info if d is param.default else d for d in command.__defaults__
+            )
+
+
+_show_defaults(search, SEARCH_DEFAULTS)
 
 
 # naming any of these chooses how the search judges; with none, --time gets an auto cascade
@@ -366,8 +410,9 @@ def export(
     fmt: str = typer.Option(
         "state_dict",
         "--format",
-        help="state_dict, torchscript, onnx (BN folded; needs normnas[onnx]) or keras "
-        "(a .keras file; needs normnas[keras]).",
+        help="state_dict (normnas.load_model reads it), pt2 (torch.export, dynamic batch), "
+        "onnx (BN folded; needs normnas[onnx]), keras (a .keras file; needs normnas[keras]) "
+        "or torchscript (legacy: deprecated in torch 2.13, use pt2).",
     ),
     data: str | None = typer.Option(
         None, "--data", help="Where the study's data is now (if the best must be retrained)."
@@ -376,7 +421,7 @@ def export(
         None, "--data-root", help="Folder of downloaded data sets, for that retrain."
     ),
 ) -> None:
-    """Write the study's best model: weights + arch + normalization, TorchScript, ONNX or Keras."""
+    """Write the study's best model: checkpoint, torch.export, ONNX, Keras or TorchScript."""
     from normnas.export import FORMATS, check_format
     from normnas.export import export as export_model
 
@@ -386,7 +431,8 @@ def export(
     from normnas.search import final
 
     # an unwritable --out fails before a long retrain; a folder: suggest a name of the format
-    example = {"onnx": "model.onnx", "keras": "model.keras"}.get(fmt, "model.pt")
+    suffix = {"onnx": "onnx", "keras": "keras", "pt2": "pt2"}.get(fmt, "pt")
+    example = f"model.{suffix}"
     out = final.prepare_out(out, example)
     check_format(fmt, out)  # and so does a missing extra
     s, url = _open(study, storage)
