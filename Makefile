@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean pg browser
+.PHONY: demo test lint docs bench clean pg browser
 
 # torch first, pinned to the CPU wheel on this disk: a bare `torch` would pull a CUDA build.
 $(STAMP): pyproject.toml
@@ -35,7 +35,14 @@ browser:
 		|| echo "note: chromium not installed; the report's browser tests will skip") || true
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests benchmarks examples
+	$(VENV)/bin/ruff check src tests benchmarks examples tools
+	$(VENV)/bin/mypy  # src/normnas, configured in pyproject.toml [tool.mypy]
+
+# the site, strictly (a broken link or a bad reference fails), then every example it shows,
+# run from a temporary folder against the installed package (tests/docs)
+docs: $(STAMP)
+	$(VENV)/bin/mkdocs build --strict --site-dir build/site
+	$(PY) -m pytest -m docs tests/docs -p no:cacheprovider
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info

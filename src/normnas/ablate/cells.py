@@ -328,7 +328,7 @@ class DesignSampler(optuna.samplers.BaseSampler):
         param_name: str,
         param_distribution: BaseDistribution,
     ) -> Any:
-        return param_distribution.choices[0]  # type: ignore[attr-defined]  (never reached)
+        return param_distribution.choices[0]  # type: ignore[attr-defined]  # never reached
 
     def exhausted_for(self, study: optuna.Study) -> bool:
         waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))

@@ -116,7 +116,7 @@ def _reason(e: BaseException) -> str:
     return f"{type(e).__name__}: {text[:160]}"
 
 
-def _write_whole(path: Path, write: Callable[[IO[bytes]], None]) -> Path:
+def _write_whole(path: Path, write: Callable[[IO[bytes]], object]) -> Path:
     """Write `path` through a temporary file renamed over it: a failure keeps the old file."""
     path = prepare_out(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -163,6 +163,10 @@ def load(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     try:
         space = space_from_spec(ckpt["space"])
         model = space.build(space.from_str(ckpt["arch"]), ckpt["num_classes"], ckpt["in_channels"])
+        if ckpt.get("layer_shapes"):  # a pruned network (normnas slim): its channel counts
+            from normnas.nn.structure import apply_layer_shapes
+
+            apply_layer_shapes(model, ckpt["layer_shapes"], ckpt["state_dict"])
     except (ValueError, KeyError) as e:
         raise ExportError(f"{path}: its architecture cannot be rebuilt ({_reason(e)})") from None
     try:
