@@ -91,6 +91,9 @@ def fingerprint(cfg: RunConfig, space: SearchSpace) -> dict[str, Any]:
     judge: dict[str, Any] = {"evaluator": cfg.evaluator}
     if cfg.evaluator in ("supernet", "bn-indicator"):
         judge["oneshot"] = cfg.oneshot.model_dump(mode="json")
+        if cfg.oneshot.few_shot is None:  # the studies made before few-shot existed match
+            for key in ("few_shot", "few_shot_fraction"):
+                judge["oneshot"].pop(key)
     if cfg.evaluator == "proxy":
         judge["proxies"] = list(cfg.proxies)
     if cfg.cascade:  # the cheap stages' scores are part of what the study holds

@@ -91,6 +91,8 @@ def _supernet(cfg: RunConfig, parts: Parts, url: str) -> object:
         N=o.N,
         warmup_epochs=o.warmup_epochs,
         bn_epochs=o.bn_epochs,
+        few_shot=o.few_shot,
+        few_shot_fraction=o.few_shot_fraction,
     )
     tc = parts.train_config
     if o.epochs is not None:

@@ -197,6 +197,9 @@ class SupernetOptions:
     epochs; `judge="bn-indicator"` runs `train_bn_indicator` (`warmup_epochs` of all
     weights, then `bn_epochs` of BN affine only; the TrainConfig's epochs are unused).
     `C`/`N`: width and cells per stage of the NB201 supernet (other spaces ignore them).
+    `few_shot` (an NB201 edge, 0-5 or a name like `3<-0`): split the supernet on that edge
+    into five sub-supernets (`normnas.oneshot.few_shot`), spending `few_shot_fraction` of
+    the epochs on them. `sampling="sandwich"` needs the macro supernet.
     """
 
     judge: str = "supernet"
@@ -206,6 +209,8 @@ class SupernetOptions:
     N: int = 5
     warmup_epochs: int = 2
     bn_epochs: int = 5
+    few_shot: int | str | None = None
+    few_shot_fraction: float = 0.5
 
     def __post_init__(self) -> None:
         if self.judge not in ("supernet", "bn-indicator"):
@@ -221,6 +226,19 @@ class SupernetOptions:
                 raise ConfigError(f"{name}: expected an integer >= 1, got {getattr(self, name)}")
         if self.warmup_epochs < 0:
             raise ConfigError(f"warmup_epochs: expected >= 0, got {self.warmup_epochs}")
+        if self.few_shot is not None:
+            from normnas.oneshot.few_shot import parse_edge
+
+            try:
+                self.few_shot = parse_edge(self.few_shot)
+            except ValueError as exc:
+                raise ConfigError(f"few_shot: {exc}") from None
+            if self.judge != "supernet":
+                raise ConfigError("few_shot: only the supernet judge splits (not bn-indicator)")
+            if not 0 < self.few_shot_fraction < 1:
+                raise ConfigError(
+                    f"few_shot_fraction: expected a number in (0, 1), got {self.few_shot_fraction}"
+                )
 
 
 def make_supernet(
@@ -264,8 +282,19 @@ def prepare_supernet(
     only loaded. The supernet is initialised with `train_config.seed`.
     """
     options = options or SupernetOptions()
+    if options.few_shot is not None and getattr(space, "name", None) != "nb201":
+        raise ConfigError(
+            f"few_shot: splitting is for the nb201 space's supernet, not {space.name!r}"
+        )
+    if options.sampling == "sandwich" and getattr(space, "name", None) != "macro":
+        raise ConfigError(
+            "sampling: sandwich needs sub-networks of different sizes (the macro space), "
+            f"not {getattr(space, 'name', space)!r}"
+        )
     torch.manual_seed(train_config.seed)
     supernet = make_supernet(space, data.num_classes, data.in_channels, options)
+    if options.few_shot is not None:
+        return _prepare_few_shot(supernet, data, train_config, options, checkpoint_path)
     if options.judge == "bn-indicator":
         _, result = train_bn_indicator(
             supernet,
@@ -289,3 +318,48 @@ def prepare_supernet(
             f"supernet training diverged ({result.error}); lower the learning rate (--lr)"
         )
     return supernet
+
+
+def _prepare_few_shot(
+    supernet: Supernet,
+    data: DataBundle,
+    train_config: TrainConfig,
+    options: SupernetOptions,
+    checkpoint_path: str | Path | None,
+) -> Supernet:
+    """The one-shot supernet for its share of the epochs, then its five sub-supernets."""
+    import dataclasses
+
+    from normnas.oneshot.few_shot import few_shot_epochs, split_supernet, train_few_shot
+
+    try:
+        first, per_sub = few_shot_epochs(train_config.epochs, options.few_shot_fraction)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    sampling = options.sampling
+    result = train_supernet(
+        supernet,
+        data,
+        dataclasses.replace(train_config, epochs=first),
+        sampling,  # type: ignore[arg-type]
+        checkpoint_path,
+    )
+    _check_diverged(result.status, result.error)
+    if result.status != "ok":  # out of time: judge with the one-shot supernet as it is
+        return supernet
+    fewshot = split_supernet(supernet, options.few_shot)  # type: ignore[arg-type]
+    subs = train_few_shot(
+        fewshot,
+        data,
+        dataclasses.replace(train_config, epochs=per_sub),
+        sampling,  # type: ignore[arg-type]
+        checkpoint_path,
+    )
+    for r in subs.values():
+        _check_diverged(r.status, r.error)
+    return fewshot  # type: ignore[return-value]
+
+
+def _check_diverged(status: str, error: str | None) -> None:
+    if status == "diverged":
+        raise ConfigError(f"supernet training diverged ({error}); lower the learning rate (--lr)")

@@ -341,6 +341,29 @@ class MacroSupernet(nn.Module):
                     deal(f"s{i}.b{j}.{field}", running)
         return [self.space.from_params(p) for p in params]
 
+    def sandwich_archs(self, rng: np.random.Generator, randoms: int = 2) -> list[MacroArch]:
+        """The sandwich rule (slimmable networks, BigNAS): [largest, smallest, `randoms`
+        uniform archs]. Largest/smallest take every stage's most/fewest blocks, every
+        block's widest/narrowest width and largest/smallest kernel; the choices that have
+        no size (norm, placement, activation, residual, dropout) are drawn uniformly, so
+        every norm also trains inside the extremes."""
+        return [self.extreme_arch(rng, True), self.extreme_arch(rng, False)] + [
+            self.space.sample(rng) for _ in range(randoms)
+        ]
+
+    def extreme_arch(self, rng: np.random.Generator, largest: bool) -> MacroArch:
+        """The largest (or smallest) sub-network; its size-less choices drawn from `rng`."""
+        dists = self.space.distributions()
+        choices = {n: cast(CategoricalDistribution, d).choices for n, d in dists.items()}
+        sized = (".depth", ".width", ".kernel")
+        params: dict[str, Any] = {}
+        for name, values in choices.items():
+            if name.endswith(sized):
+                params[name] = max(values) if largest else min(values)  # type: ignore[type-var]
+            else:
+                params[name] = values[int(rng.integers(len(values)))]
+        return self.space.from_params(params)
+
 
 def _norm_state(norm: nn.Module) -> dict[str, torch.Tensor]:
     """The norm's state; an affine-less BN gets the gamma 1 / beta 0 `space.build`'s BN has."""

@@ -8,6 +8,9 @@ the classifier are shared by every sub-network. `set_arch(arch)` picks one op pe
 (the same choice in every cell, as the benchmark's cell space defines) and `forward` then
 runs exactly the operations `NB201Network(arch)` runs, in the same order, so the outputs
 are equal bit for bit when the weights are.
+
+`fixed_ops` ({edge index: op}, empty by default) makes it a few-shot sub-supernet
+(`normnas.oneshot.few_shot`): `sample_arch` and `fair_archs` then keep those edges' ops.
 """
 
 from __future__ import annotations
@@ -88,6 +91,17 @@ class NB201Supernet(nn.Module):
         self.global_pooling = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(c_prev, num_classes)
         self.arch: NB201Arch | None = None
+        self.fixed_ops: dict[int, str] = {}
+
+    def _fix(self, arch: Sequence[str]) -> NB201Arch:
+        ops = list(arch)
+        for edge, op in self.fixed_ops.items():
+            ops[edge] = op
+        return tuple(ops)  # type: ignore[return-value]
+
+    def sample_arch(self, rng: np.random.Generator) -> NB201Arch:
+        """A uniform architecture of the space, the `fixed_ops` edges kept."""
+        return self._fix(self.space.sample(rng))
 
     # -- the Supernet protocol ------------------------------------------------------------
     def set_arch(self, arch: Sequence[str]) -> None:
@@ -172,7 +186,4 @@ class NB201Supernet(nn.Module):
     def fair_archs(self, rng: np.random.Generator) -> list[NB201Arch]:
         """FairNAS: 5 archs; on every edge they take the 5 ops in a random permutation."""
         perms = [rng.permutation(len(OPS)) for _ in EDGES]
-        return [
-            tuple(OPS[int(perm[k])] for perm in perms)  # type: ignore[misc]
-            for k in range(len(OPS))
-        ]
+        return [self._fix(tuple(OPS[int(perm[k])] for perm in perms)) for k in range(len(OPS))]

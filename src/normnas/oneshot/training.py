@@ -4,8 +4,13 @@ One optimizer step per batch. `uniform` (SPOS, Guo et al. 2020): one architectur
 uniformly per step, forward/backward on its path only. `fair` (FairNAS, Chu et al. 2021):
 the k = `fair_archs` architectures that together use every op of every edge once, each
 run forward/backward on the same batch, their gradients summed (as FairNAS does; not
-averaged), then one step. Ops off the sampled paths get no gradient (None), so SGD/AdamW
-leave them, their momentum and their weight decay alone that step.
+averaged), then one step. `sandwich` (slimmable networks, Yu & Huang 2019; BigNAS, Yu et
+al. 2020): the largest, the smallest and two uniformly drawn sub-networks
+(`sandwich_archs`, the macro supernet's), gradients summed, one step; without BigNAS's
+in-place distillation (every path learns from the labels). Ops off the sampled paths get
+no gradient (None), so SGD/AdamW leave them, their momentum and their weight decay alone
+that step. A supernet with `sample_arch(rng)` (a few-shot sub-supernet, whose split edge
+is fixed) draws its uniform architectures with it.
 
 The recipe is the trainer's: `TrainConfig` (optimizer, lr, schedule by name with warm-up,
 weight decay groups, label smoothing, grad clip, BN momentum, seed) through the same
@@ -17,6 +22,11 @@ architecture sampler's and the batch order's RNG states, torch's global RNG stat
 epoch and the history are written atomically (temporary file, fsync, rename) and read back
 with `torch.load(weights_only=True)`. A run given an existing checkpoint resumes after its
 epoch; on CPU the resumed run ends bit-identical to an uninterrupted one.
+
+Warm start (`warm_start=`, a finished checkpoint of the same supernet): a fresh run starts
+from its weights, BN statistics, optimizer state (momentum) and RNG states, with a new LR
+schedule over this run's epochs: a warm restart (SGDR), which is how
+`normnas.oneshot.curve` trains a supernet 20, 50, 100, 200 epochs for the cost of 200.
 """
 
 from __future__ import annotations
@@ -43,9 +53,9 @@ from normnas.train.config import TrainConfig
 from normnas.train.fit import seed_everything, setup_training
 from normnas.train.threads import cpu_threads, run_threads
 
-Sampling = Literal["uniform", "fair"]
+Sampling = Literal["uniform", "fair", "sandwich"]
 Trainable = Literal["all", "bn"]
-SAMPLINGS: tuple[str, ...] = ("uniform", "fair")
+SAMPLINGS: tuple[str, ...] = ("uniform", "fair", "sandwich")
 CHECKPOINT_VERSION = 1
 CUDA_CHECK_EVERY = 8
 
@@ -115,7 +125,24 @@ def _fingerprint(supernet: nn.Module, config: TrainConfig, sampling: str, traina
         "config": repr(sorted(conf.items())),
         "sampling": sampling,
         "trainable": trainable,
+        # a few-shot sub-supernet's fixed edge; absent for a whole supernet, so the
+        # checkpoints written before this key existed still resume
+        **({"fixed_ops": repr(sorted(fixed.items()))} if (fixed := _fixed_ops(supernet)) else {}),
     }
+
+
+def _fixed_ops(supernet: nn.Module) -> dict[int, str]:
+    return dict(getattr(supernet, "fixed_ops", None) or {})
+
+
+def draw_archs(supernet: Supernet, sampling: str, rng: np.random.Generator) -> list[Any]:
+    """The architectures one training step runs under `sampling` (see the module docstring)."""
+    if sampling == "uniform":
+        sample = getattr(supernet, "sample_arch", None)
+        return [sample(rng) if sample is not None else supernet.space.sample(rng)]
+    if sampling == "fair":
+        return list(supernet.fair_archs(rng))
+    return list(supernet.sandwich_archs(rng))  # type: ignore[attr-defined]
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
@@ -188,6 +215,7 @@ def train_supernet(
     trainable: Trainable = "all",
     train_split: Split | None = None,
     callback: Callable[[SupernetEpoch], bool | None] | None = None,
+    warm_start: str | Path | None = None,
 ) -> SupernetTrainResult:
     """Train `supernet` in place for `config.epochs` epochs on `data.train` (or `train_split`).
 
@@ -196,9 +224,17 @@ def train_supernet(
     shape, config, sampling and trainable, else StorageError) and the file is rewritten
     after every epoch; a finished checkpoint returns at once with the model loaded.
     `callback(epoch_record)` runs after each epoch's checkpoint; True stops ("stopped").
+    `warm_start`: a finished checkpoint of this supernet's shape to start a fresh run from
+    (weights, BN statistics, optimizer state, RNG states; a new LR schedule over
+    `config.epochs`); ignored when `checkpoint` exists (that run resumes instead).
     """
     if sampling not in SAMPLINGS:
         raise ValueError(f"sampling must be one of {', '.join(SAMPLINGS)}, got {sampling!r}")
+    if sampling == "sandwich" and not hasattr(supernet, "sandwich_archs"):
+        raise ValueError(
+            f"sampling='sandwich' needs a supernet whose sub-networks have sizes to order "
+            f"(the macro space's); {type(supernet).__name__} has no sandwich_archs"
+        )
     if trainable not in ("all", "bn"):
         raise ValueError(f"trainable must be 'all' or 'bn', got {trainable!r}")
     config = config or TrainConfig()
@@ -208,7 +244,9 @@ def train_supernet(
         raise ValueError(f"train_supernet: the training split needs >= 2 samples, got {len(train)}")
     threads = run_threads(config.threads) if torch.device(config.device).type == "cpu" else None
     with _only_trainable(model, trainable), cpu_threads(threads):  # see train.threads
-        return _train(supernet, model, train, config, sampling, checkpoint, trainable, callback)
+        return _train(
+            supernet, model, train, config, sampling, checkpoint, trainable, callback, warm_start
+        )
 
 
 def _train(
@@ -220,6 +258,7 @@ def _train(
     checkpoint: str | Path | None,
     trainable: str,
     callback: Callable[[SupernetEpoch], bool | None] | None,
+    warm_start: str | Path | None = None,
 ) -> SupernetTrainResult:
     device = torch.device(config.device)
     seed_everything(config.seed)
@@ -246,6 +285,8 @@ def _train(
         result.history = [SupernetEpoch(**h) for h in state["history"]]
         result.resumed_from = result.epochs_run = start_epoch
         result.time_s = elapsed
+    elif warm_start is not None:
+        _warm_start(warm_start, model, optimizer, fingerprint, arch_rng, batch_gen)
 
     step_fn = _Stepper(supernet, model, optimizer, loss_fn, config, use_amp, amp_dtype, scaler)
     check_every = 1 if device.type == "cpu" else CUDA_CHECK_EVERY
@@ -259,11 +300,7 @@ def _train(
         for step, (x, y) in enumerate(train.batches(bs, True, batch_gen, device, drop_last), 1):
             if config.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            archs = (
-                [supernet.space.sample(arch_rng)]
-                if sampling == "uniform"
-                else supernet.fair_archs(arch_rng)
-            )
+            archs = draw_archs(supernet, sampling, arch_rng)
             batch_loss, batch_correct = step_fn(archs, x, y)
             lr_used = optimizer.param_groups[0]["lr"]
             scheduler.step()
@@ -313,6 +350,37 @@ def _train(
             result.status = "stopped"
             break
     return result
+
+
+def _warm_start(
+    path: str | Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    fingerprint: dict[str, Any],
+    arch_rng: np.random.Generator,
+    batch_gen: torch.Generator,
+) -> None:
+    """Start from a finished checkpoint: weights, BN statistics, the optimizer's per-parameter
+    state and the RNG states (so the batch order and the sampled paths go on, rather than
+    replay the first run's); this run's own LR schedule (a warm restart)."""
+    state = load_checkpoint(path)
+    found = state.get("fingerprint") if isinstance(state, dict) else None
+    if not isinstance(found, dict):
+        raise StorageError(f"{path}: not a supernet checkpoint (no fingerprint)")
+    for key in ("version", "supernet", "space", "shapes", "trainable"):
+        if found.get(key) != fingerprint[key]:
+            raise StorageError(f"{path}: a warm start needs a checkpoint of the same {key}")
+    if int(state["epoch"]) != int(state["epochs"]):
+        raise StorageError(
+            f"{path}: the warm start's training is unfinished "
+            f"(epoch {state['epoch']} of {state['epochs']}); finish it first"
+        )
+    model.load_state_dict(state["model"])
+    # the momentum buffers only: lr and the schedule's initial_lr are this run's
+    own = optimizer.state_dict()
+    own["state"] = state["optimizer"]["state"]
+    optimizer.load_state_dict(own)
+    _set_rng_states(state["rng"], arch_rng, batch_gen)
 
 
 def _check_fingerprint(path: str | Path, state: dict[str, Any], expected: dict) -> None:
