@@ -154,13 +154,23 @@ class OneshotOptions(_Model):
 
     bn_mode: Literal["running", "batch", "recalibrate"] = "recalibrate"
     calib_batches: int = Field(16, ge=1)  # recalibrate: training batches of 128 per query
-    sampling: Literal["uniform", "fair"] = "uniform"  # SPOS or FairNAS
+    sampling: Literal["uniform", "fair", "sandwich"] = "uniform"  # SPOS, FairNAS, sandwich
     affine: bool = True  # BN affine parameters in the supernet's searched ops
     C: int = Field(16, ge=1)  # NB201 supernet: channels of the first stage
     N: int = Field(5, ge=1)  # NB201 supernet: cells per stage
     epochs: int | None = Field(None, ge=1)  # supernet training epochs (default train.epochs)
     warmup_epochs: int = Field(2, ge=0)  # bn-indicator: all weights first
     bn_epochs: int = Field(5, ge=1)  # bn-indicator: then BN affine only
+    # few-shot NAS: split the NB201 supernet on this edge (0-5 or "3<-0") into 5 sub-supernets
+    few_shot: int | str | None = None
+    few_shot_fraction: float = Field(0.5, gt=0, lt=1)  # of the epochs, spent on the 5 subs
+
+    @field_validator("few_shot")
+    @classmethod
+    def _few_shot_edge(cls, value: Any) -> int | None:
+        from normnas.oneshot.few_shot import parse_edge
+
+        return None if value is None else parse_edge(value)
 
 
 class GradientConfig(_Model):
@@ -432,6 +442,8 @@ FLAGS: dict[str, str] = {
     "evaluator": "--evaluator",
     "oneshot.bn_mode": "--bn-mode",
     "oneshot.calib_batches": "--calib-batches",
+    "oneshot.sampling": "--sampling",
+    "oneshot.few_shot": "--few-shot",
     "proxies": "--proxy",
     "proxy_warmup": "--proxy-warmup",
     "cascade": "--cascade",

@@ -103,6 +103,16 @@ def search(
     calib_batches: int | None = typer.Option(
         None, "--calib-batches", help="Supernet, recalibrate: training batches per query."
     ),
+    sampling: str | None = typer.Option(
+        None,
+        "--sampling",
+        help="Supernet training: uniform (SPOS), fair (FairNAS), sandwich (macro space).",
+    ),
+    few_shot: str | None = typer.Option(
+        None,
+        "--few-shot",
+        help="Supernet, nb201: split on this cell edge (0-5 or 3<-0) into 5 sub-supernets.",
+    ),
     proxy: str | None = typer.Option(
         None,
         "--proxy",
@@ -179,6 +189,8 @@ def search(
         "evaluator": evaluator,
         "oneshot.bn_mode": bn_mode,
         "oneshot.calib_batches": calib_batches,
+        "oneshot.sampling": sampling,
+        "oneshot.few_shot": few_shot,
         "proxies": proxy,
         "proxy_warmup": proxy_warmup,
         "cascade": cascade,
@@ -211,6 +223,7 @@ SEARCH_DEFAULTS: dict[str, str] = {
     "evaluator": "train",
     "bn_mode": "recalibrate",
     "calib_batches": "16",
+    "sampling": "uniform",
     "proxy": "synflow,jacov,naswot",
     "proxy_warmup": "0",
     "order": "1",
