@@ -63,9 +63,9 @@ def parse_duration(value: Any) -> float:
 
 
 def _norm_names() -> tuple[str, ...]:
-    from normnas.nn.norm import ALIASES, NORM_NAMES
+    from normnas.nn.norm import ALIASES, ALL_NORM_NAMES
 
-    return (*NORM_NAMES, *ALIASES)
+    return (*ALL_NORM_NAMES, *ALIASES)
 
 
 class _Model(BaseModel):
@@ -78,7 +78,7 @@ class SpaceConfig(_Model):
     LayerSpace file: its content becomes the options of `layers` (so the study records the
     layers themselves, not a path)."""
 
-    name: Literal["macro", "nb201", "layers"] = "macro"
+    name: Literal["macro", "nb201", "layers", "seq"] = "macro"
     norms: list[str] | None = None  # shortcut for options.norms (macro)
     options: dict[str, Any] = Field(default_factory=dict)
     recipe: dict[str, Any] | None = None  # search the training recipe too (RecipeSpace options)
@@ -320,6 +320,8 @@ class RunConfig(_Model):
             raise ValueError("pruner: pruning needs a single objective")
         if self.method is not None:
             self._check_method()
+        if self.space.name == "seq":
+            self._sequence_defaults()
         self._check_executor()
         from normnas.search.strategies import PRUNERS, STRATEGIES, check_options
 
@@ -330,6 +332,17 @@ class RunConfig(_Model):
             "pruner_options", "pruner", self.pruner, PRUNERS[self.pruner], self.pruner_options
         )
         return self
+
+    def _sequence_defaults(self) -> None:
+        """The seq space's training recipe and valid share for every field left unset (the
+        image defaults, 3 epochs of batch 128, are a handful of steps on UCR-sized data)."""
+        from normnas.spaces.seq import SEQ_TRAIN_DEFAULTS, SEQ_VALID_FRACTION
+
+        for name, value in SEQ_TRAIN_DEFAULTS.items():
+            if name not in self.train.model_fields_set:
+                object.__setattr__(self.train, name, value)
+        if "valid_fraction" not in self.model_fields_set:
+            object.__setattr__(self, "valid_fraction", SEQ_VALID_FRACTION)
 
     def _check_executor(self) -> None:
         conflict = executor_conflict(self.executor, self.ray, self.workers)

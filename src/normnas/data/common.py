@@ -161,7 +161,8 @@ def split_or_refuse(
 
 
 def channel_stats(x: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Per-channel mean and std of (N, C, H, W) (float64 accumulation); std floored at 1e-6."""
+    """Per-channel mean and std of (N, C, H, W) or (N, C, T) (float64 accumulation); std
+    floored at 1e-6."""
     xd = x.double().transpose(0, 1).reshape(x.shape[1], -1)
     mean = xd.mean(1)
     std = xd.std(1, unbiased=False).clamp_min(1e-6)
@@ -205,8 +206,9 @@ def make_bundle(
     xt, yt = x_train[train_idx], y_train[train_idx]
     xv, yv = x_train[valid_idx], y_train[valid_idx]
     mean, std = channel_stats(xt)
-    m = torch.tensor(mean, dtype=torch.float32)[None, :, None, None]
-    s = torch.tensor(std, dtype=torch.float32)[None, :, None, None]
+    per_channel = (1, -1) + (1,) * (xt.ndim - 2)  # images (N, C, H, W), sequences (N, C, T)
+    m = torch.tensor(mean, dtype=torch.float32).view(per_channel)
+    s = torch.tensor(std, dtype=torch.float32).view(per_channel)
 
     def norm(x: torch.Tensor) -> torch.Tensor:
         return ((x - m) / s).contiguous()
@@ -218,7 +220,7 @@ def make_bundle(
         test=Split(norm(x_test), y_test, augment=False),
         num_classes=num_classes,
         in_channels=int(xt.shape[1]),
-        image_size=(int(xt.shape[2]), int(xt.shape[3])),
+        image_size=tuple(int(v) for v in xt.shape[2:]),
         mean=mean,
         std=std,
         classes=classes,

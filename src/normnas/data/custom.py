@@ -9,6 +9,7 @@ import zlib
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from normnas.data.common import (
     DataWarning,
@@ -42,6 +43,32 @@ def image_layout(shape: tuple[int, ...], where: str) -> str:
         f"{where}: cannot tell the channel axis of shape {shape}: "
         f"dim 1 or 3 must be the channels (<= {MAX_CHANNELS})"
     )
+
+
+SEQUENCE_LAYOUTS = ("ntc", "nhw")  # what an npz file's optional `layout` array may say
+
+
+def npz_layout(x: np.ndarray, stated: np.ndarray | None, where: str) -> str:
+    """The layout of an npz `x`: a 3-D array is (N, T, C) sequences when float and (N, H, W)
+    grey images when uint8 (pixels are bytes, time series are real numbers); an array
+    `layout` in the file ('ntc' or 'nhw') says it outright. 4-D arrays are images."""
+    if stated is not None:
+        text = str(stated.item()) if stated.size == 1 else ""
+        if text not in SEQUENCE_LAYOUTS:
+            raise DataError(
+                f"{where}: layout must be one of {list(SEQUENCE_LAYOUTS)}, got {stated!r}"
+            )
+        if x.ndim != 3:
+            raise DataError(f"{where}: layout={text!r} needs a 3-D x, got shape {x.shape}")
+        return text
+    if x.ndim == 3 and np.issubdtype(x.dtype, np.floating):
+        return "ntc"
+    return image_layout(x.shape, where)
+
+
+def to_nct_float(x: np.ndarray) -> torch.Tensor:
+    """(N, T, C) float array to a float32 (N, C, T) tensor, values as they are."""
+    return torch.from_numpy(np.ascontiguousarray(np.asarray(x).transpose(0, 2, 1))).float()
 
 
 def check_labels(y: np.ndarray, n: int, num_classes: int | None, where: str) -> np.ndarray:
@@ -125,7 +152,9 @@ def load_npz(
     """Arrays `x`, `y` (and optionally `x_test`, `y_test`, `num_classes`) from an .npz file.
 
     Images are N x H x W x C, N x C x H x W (C <= 4) or N x H x W; uint8 is scaled to [0, 1],
-    float is used as is. Without x_test/y_test a fixed stratified 20% becomes the test split.
+    float is used as is. Sequences are N x T x C float (a 3-D float x; a 3-D uint8 x is
+    N x H x W grey images; an array `layout`, 'ntc' or 'nhw', overrides), used as (N, C, T).
+    Without x_test/y_test a fixed stratified 20% becomes the test split.
     `num_classes` (argument, else the file's array) declares the class count; without it,
     it is max label + 1, refused when labels are far sparser (see `infer_num_classes`).
     """
@@ -144,7 +173,7 @@ def load_npz(
     x = arrays["x"]
     if x.dtype != np.uint8 and not np.issubdtype(x.dtype, np.floating):
         raise DataError(f"{path}: x must be uint8 or float, got dtype {x.dtype}")
-    layout = image_layout(x.shape, f"{path} x")
+    layout = npz_layout(x, arrays.get("layout"), f"{path} x")
     check_images(x, f"{path} x")
     y = check_labels(arrays["y"], len(x), num_classes, f"{path} y")
     x_test = y_test = None
@@ -152,18 +181,18 @@ def load_npz(
         xt = arrays["x_test"]
         if xt.dtype != np.uint8 and not np.issubdtype(xt.dtype, np.floating):
             raise DataError(f"{path}: x_test must be uint8 or float, got dtype {xt.dtype}")
-        if image_layout(xt.shape, f"{path} x_test") != layout or xt.shape[1:] != x.shape[1:]:
+        if xt.ndim != x.ndim or xt.shape[1:] != x.shape[1:]:
             raise DataError(
                 f"{path}: x_test shape {xt.shape} does not match x shape {x.shape} per image"
             )
         check_images(xt, f"{path} x_test")
         y_test = check_labels(arrays["y_test"], len(xt), num_classes, f"{path} y_test")
-        x_test = to_nchw_float(xt, layout)
+        x_test = to_nct_float(xt) if layout == "ntc" else to_nchw_float(xt, layout)
     labels = [y] if y_test is None else [y, y_test]
     num_classes = infer_num_classes(labels, num_classes, str(path))
     return make_bundle(
         f"npz:{path}",
-        to_nchw_float(x, layout),
+        to_nct_float(x) if layout == "ntc" else to_nchw_float(x, layout),
         y,
         x_test,
         y_test,

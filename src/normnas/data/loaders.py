@@ -16,6 +16,7 @@ DATASET_NAMES: tuple[str, ...] = (
     "fashion-mnist",
     "npz:PATH",
     "folder:PATH",
+    "ucr:NAME",
 )
 IDX_NAMES = {
     "mnist": "mnist",
@@ -77,6 +78,10 @@ def load(
         from normnas.data.custom import load_npz
 
         return load_npz(Path(key[4:]).expanduser(), valid_fraction, seed, num_classes)
+    if lower.startswith("ucr:"):
+        from normnas.data.ucr import load_ucr
+
+        return load_ucr(key[4:], valid_fraction, seed, num_classes)
     if lower.startswith("folder:"):
         from normnas.data.custom import load_folder
 

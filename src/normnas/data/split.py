@@ -12,10 +12,11 @@ from normnas.data.transforms import random_crop_flip
 
 @dataclass(eq=False)
 class Split:
-    """One split of a data set: `x` float32 (N, C, H, W) normalized, `y` int64 (N,).
+    """One split of a data set: `x` float32 (N, C, H, W) images or (N, C, T) sequences,
+    normalized, `y` int64 (N,).
 
     `augment=True` applies random crop (4-px zero padding) + horizontal flip to every
-    training batch, on the whole batch at once (no per-sample Python work).
+    training batch, on the whole batch at once (no per-sample Python work); images only.
     """
 
     x: torch.Tensor
@@ -29,8 +30,12 @@ class Split:
     )
 
     def __post_init__(self) -> None:
-        if self.x.ndim != 4:
-            raise ValueError(f"Split.x must be (N, C, H, W), got shape {tuple(self.x.shape)}")
+        if self.x.ndim not in (3, 4):
+            raise ValueError(
+                f"Split.x must be (N, C, H, W) or (N, C, T), got shape {tuple(self.x.shape)}"
+            )
+        if self.augment and self.x.ndim != 4:
+            raise ValueError("Split.augment (crop and flip) is for (N, C, H, W) images only")
         if self.y.ndim != 1 or len(self.y) != len(self.x):
             raise ValueError(
                 f"Split.y must be (N,) with N={len(self.x)}, got shape {tuple(self.y.shape)}"
@@ -90,7 +95,7 @@ class DataBundle:
     test: Split
     num_classes: int
     in_channels: int
-    image_size: tuple[int, int]
+    image_size: tuple[int, ...]  # (H, W) of images, (T,) of sequences
     mean: tuple[float, ...]
     std: tuple[float, ...]
     classes: list[str] | None = None
@@ -104,9 +109,20 @@ class DataBundle:
             padding=self.train.padding,
         )
 
+    @property
+    def is_sequence(self) -> bool:
+        """True for (N, C, T) sequences, False for (N, C, H, W) images."""
+        return len(self.image_size) == 1
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """One sample's shape: (C, H, W) or (C, T)."""
+        return (self.in_channels, *self.image_size)
+
     def describe(self) -> str:
-        h, w = self.image_size
+        shape = "x".join(str(s) for s in self.input_shape)
+        kind = " (channels x length)" if self.is_sequence else ""
         return (
             f"{self.name}: {len(self.train)} train / {len(self.valid)} valid / "
-            f"{len(self.test)} test, {self.in_channels}x{h}x{w}, {self.num_classes} classes"
+            f"{len(self.test)} test, {shape}{kind}, {self.num_classes} classes"
         )

@@ -44,10 +44,11 @@ def require(modules: tuple[str, ...], extra: str, fmt: str) -> tuple[ModuleType,
 
 
 def check_inputs(checkpoint: Mapping[str, Any], n: int = CHECK_BATCH) -> torch.Tensor:
-    """`n` seeded N(0, 1) images of the checkpoint's shape: the scale of normalized data."""
-    h, w = checkpoint["image_size"]
+    """`n` seeded N(0, 1) images (or sequences) of the checkpoint's shape: the scale of
+    normalized data."""
+    size = [int(s) for s in checkpoint["image_size"]]  # (H, W) of images, (T,) of sequences
     generator = torch.Generator().manual_seed(0)
-    return torch.randn(n, int(checkpoint["in_channels"]), h, w, generator=generator)
+    return torch.randn(n, int(checkpoint["in_channels"]), *size, generator=generator)
 
 
 @torch.no_grad()

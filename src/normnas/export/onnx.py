@@ -153,7 +153,7 @@ def _metadata(ckpt: Mapping[str, Any], folds: int) -> dict[str, str]:
         "producer": "normnas",
         "arch": str(ckpt["arch"]),
         "space": json.dumps(ckpt["space"], sort_keys=True),
-        "input_layout": "NCHW",
+        "input_layout": "NCT" if len(ckpt["image_size"]) == 1 else "NCHW",
         "image_size": json.dumps(list(ckpt["image_size"])),
         "in_channels": str(ckpt["in_channels"]),
         "num_classes": str(ckpt["num_classes"]),

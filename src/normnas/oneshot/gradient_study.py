@@ -63,8 +63,7 @@ class DerivedEvaluator(_CostMetrics):
         self.supernet = relaxed
         self.space: SearchSpace = relaxed.space
         self.data, self.result, self.seed = data, result, seed
-        h, w = data.image_size
-        self.input_shape = (data.in_channels, h, w)
+        self.input_shape = (data.in_channels, *data.image_size)
         self.latency_device = latency_device
 
     def build(self, arch: Arch) -> nn.Module:  # the network the final retrain trains

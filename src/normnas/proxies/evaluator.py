@@ -111,8 +111,7 @@ class ProxyEvaluator:
         self.batch_size, self.seed, self.reference_size = batch_size, seed, reference_size
         self.device, self.latency_device = device, latency_device
         self.batch = proxy_batch(data, batch_size, seed)
-        h, w = data.image_size
-        self.input_shape = (data.in_channels, h, w)
+        self.input_shape = (data.in_channels, *data.image_size)  # (C, H, W) or (C, T)
         self.scale: ReferenceScale | None = None
 
     @property

@@ -160,12 +160,12 @@ def _flops(space: Any, arch: Any, model: Any, data: Any) -> int:
     from normnas.train.cost import count_flops
 
     net_space, net_arch, _ = network_part(space, arch)
-    h, w = data.image_size
+    size = tuple(data.image_size)  # (H, W) of images, (T,) of sequences
     op_count = getattr(net_space, "op_count", None)
-    if op_count is not None and h == w:
+    if op_count is not None and len(size) == 2 and size[0] == size[1]:
         return int(op_count(net_arch, num_classes=data.num_classes,
-                            in_channels=data.in_channels, image_size=h)[0])  # fmt: skip
-    return count_flops(model, (data.in_channels, h, w))
+                            in_channels=data.in_channels, image_size=size[0])[0])  # fmt: skip
+    return count_flops(model, (data.in_channels, *size))
 
 
 def _top(study: optuna.Study, top: int) -> list[rec.TrialRecord]:

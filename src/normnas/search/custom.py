@@ -101,9 +101,8 @@ class FunctionEvaluator:
         return f"{module}.{getattr(self.fn, '__qualname__', type(self.fn).__name__)}"
 
     @property
-    def input_shape(self) -> tuple[int, int, int]:
-        h, w = self.data.image_size
-        return (self.data.in_channels, h, w)
+    def input_shape(self) -> tuple[int, ...]:
+        return (self.data.in_channels, *self.data.image_size)  # (C, H, W) or (C, T)
 
     def build(self, arch: Arch) -> nn.Module:
         torch.manual_seed(self.seed)  # same init for the same arch and seed, as training's

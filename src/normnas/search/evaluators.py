@@ -70,9 +70,8 @@ class TrainEvaluator:
         self.checkpoints = checkpoints  # where the best trials' trained weights are kept
 
     @property
-    def input_shape(self) -> tuple[int, int, int]:
-        h, w = self.data.image_size
-        return (self.data.in_channels, h, w)
+    def input_shape(self) -> tuple[int, ...]:
+        return (self.data.in_channels, *self.data.image_size)  # (C, H, W) or (C, T)
 
     def config_for(self, arch: Arch, epochs: int | None = None) -> Any:
         """The TrainConfig of one trial: the base config, the arch's recipe, the fidelity."""

@@ -166,7 +166,7 @@ def load(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
         if ckpt.get("layer_shapes"):  # a pruned network (normnas slim): its channel counts
             from normnas.nn.structure import apply_layer_shapes
 
-            apply_layer_shapes(model, ckpt["layer_shapes"], ckpt["state_dict"])
+            apply_layer_shapes(model, ckpt["layer_shapes"])
     except (ValueError, KeyError) as e:
         raise ExportError(f"{path}: its architecture cannot be rebuilt ({_reason(e)})") from None
     try:
@@ -203,8 +203,7 @@ def export(
             # the weights so it can be rebuilt without the space
             data["note"] = "folded: load the weights into fold_bn(space.build(arch))"
         return _write_whole(out, lambda f: torch.save(data, f))
-    h, w = ckpt["image_size"]
-    example = torch.randn(1, ckpt["in_channels"], h, w)
+    example = torch.randn(1, ckpt["in_channels"], *ckpt["image_size"])  # (H, W) or (T,)
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer notes on shape checks; shapes are fixed
         scripted = torch.jit.trace(model, example)

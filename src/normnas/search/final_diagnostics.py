@@ -34,8 +34,7 @@ def measure_final_model(checkpoint: Path, latency_runs: int = 30) -> dict[str, A
     from normnas.train.cost import count_ops
 
     model, ckpt = load(checkpoint)
-    h, w = ckpt["image_size"]
-    shape = (int(ckpt["in_channels"]), int(h), int(w))
+    shape = (int(ckpt["in_channels"]), *(int(s) for s in ckpt["image_size"]))
     ops = count_ops(model, shape)
     rows = bn_report(model)
     layers = [m for _, m in model.named_modules() if is_batchnorm(m)]

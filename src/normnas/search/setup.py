@@ -74,6 +74,16 @@ def check_image_size(space: SearchSpace, data: Any) -> None:
     net_space, *_ = network_part(space, space.sample(np.random.default_rng(0)))
     need = getattr(net_space, "min_image_size", None)
     size = getattr(data, "image_size", None)
+    if size is not None:
+        # sequence spaces say input_rank 1 ((N, C, T)); the others take (N, C, H, W) images
+        rank = getattr(net_space, "input_rank", 2)
+        if len(size) != rank:
+            kind = {1: "sequences (channels x length)", 2: "images"}
+            fix = "use --space seq" if len(size) == 1 else "use an image space (macro, nb201)"
+            raise DataError(
+                f"--data {getattr(data, 'name', '?')}: holds {kind.get(len(size), '?')}, but "
+                f"the space {net_space.name!r} takes {kind.get(rank, '?')}; {fix}"
+            )
     fixed = getattr(net_space, "input_size", None)  # a LayerSpace's shapes were checked on it
     if fixed is not None and size is not None and tuple(size) != tuple(fixed):
         raise DataError(

@@ -7,16 +7,23 @@ from typing import Any
 
 from normnas.spaces.base import Arch, SearchSpace
 
-SPACE_NAMES: tuple[str, ...] = ("macro", "nb201", "layers")
+SPACE_NAMES: tuple[str, ...] = ("macro", "nb201", "layers", "seq")
 
 
 def make_space(
     name: str, options: Mapping[str, Any] | None = None, recipe: Mapping[str, Any] | None = None
 ) -> SearchSpace:
-    """`macro`, `nb201` or `layers` (options go to the space: a LayerSpace's are its
+    """`macro`, `nb201`, `layers` or `seq` (options go to the space: a LayerSpace's are its
     `{input_size, layers}`), joined with a RecipeSpace when `recipe` is a dict (its
     options; `{}` for the defaults)."""
-    from normnas.spaces import JointSpace, LayerSpace, MacroSpace, NB201Space, RecipeSpace
+    from normnas.spaces import (
+        JointSpace,
+        LayerSpace,
+        MacroSpace,
+        NB201Space,
+        RecipeSpace,
+        SeqSpace,
+    )
 
     options = dict(options or {})
     if name == "macro":
@@ -27,6 +34,8 @@ def make_space(
         space = NB201Space()
     elif name == "layers":
         space = LayerSpace.from_dict(options)
+    elif name == "seq":
+        space = SeqSpace.from_dict(options)
     else:
         raise ValueError(f"unknown space {name!r}; valid: {', '.join(SPACE_NAMES)}")
     if recipe is not None:
