@@ -177,5 +177,5 @@ def test_checkpoint_of_another_setup_is_refused(data: DataBundle, tmp_path: Path
 
 def test_bad_sampling_is_refused(data: DataBundle) -> None:
     net = NB201Supernet(NB201Space(), 10, 1, C=4, N=1)
-    with pytest.raises(ValueError, match="sampling must be one of uniform, fair, got 'greedy'"):
+    with pytest.raises(ValueError, match="one of uniform, fair, sandwich, got 'greedy'"):
         train_supernet(net, data, TrainConfig(epochs=1), "greedy")  # type: ignore[arg-type]

@@ -416,8 +416,11 @@ def best(
 
 
 def export(
-    study: str = typer.Option(..., help="Study name."),
+    study: str | None = typer.Option(None, help="Study name (or --checkpoint)."),
     out: Path = typer.Option(..., "--out", help="Output file."),
+    checkpoint_file: Path | None = typer.Option(
+        None, "--checkpoint", help="A saved checkpoint to export instead (e.g. of normnas slim)."
+    ),
     storage: str | None = typer.Option(None, help="Storage URL (default sqlite:///normnas.db)."),
     fold_bn: bool = typer.Option(False, "--fold-bn", help="Fold BatchNorm into convs."),
     fmt: str = typer.Option(
@@ -448,8 +451,13 @@ def export(
     example = f"model.{suffix}"
     out = final.prepare_out(out, example)
     check_format(fmt, out)  # and so does a missing extra
-    s, url = _open(study, storage)
-    checkpoint = ensure_final_model(s, url, data=data, data_root=data_root)
+    if (study is None) == (checkpoint_file is None):
+        _fail("export: give --study NAME (its best model) or --checkpoint FILE, one of them")
+    if checkpoint_file is not None:
+        checkpoint = checkpoint_file
+    else:
+        s, url = _open(study, storage)
+        checkpoint = ensure_final_model(s, url, data=data, data_root=data_root)
     done = export_model(checkpoint, out, fmt=fmt, fold_bn=fold_bn)
     typer.echo(f"wrote {done.path} ({done.note})")
     note = final.checkpoint_note(checkpoint)
