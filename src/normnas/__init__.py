@@ -13,10 +13,10 @@ __all__ = ["__version__", "load_model"]
 
 
 def __getattr__(name: str) -> object:  # lazy: keeps `import normnas` light
-    if name == "search":  # the search package, callable as the API: normnas.search(...)
+    if name in ("search", "slim"):  # packages callable as the API: normnas.search(...)
         import importlib
 
-        return importlib.import_module("normnas.search")
+        return importlib.import_module(f"normnas.{name}")
     if name == "load_model":  # normnas.load_model(path): a saved checkpoint, ready to predict
         from normnas.export.loading import load_model
 

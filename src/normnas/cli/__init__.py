@@ -40,11 +40,15 @@ from normnas.cli import ablate as _ablate  # noqa: E402  (typer only: heavy impo
 from normnas.cli import bench as _bench  # noqa: E402
 from normnas.cli import report as _report  # noqa: E402
 from normnas.cli import search as _search  # noqa: E402
+from normnas.cli.latency import register as _register_latency  # noqa: E402
+from normnas.cli import slim as _slim  # noqa: E402
 
 _search.register(app)  # search, status, best, export, demo
 _bench.register(app)  # bench nb201
 _report.register(app)  # report
 _ablate.register(app)  # ablate
+_register_latency(app)  # latency profile, predict
+_slim.register(app)  # slim
 
 
 def main() -> None:

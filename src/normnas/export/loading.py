@@ -68,6 +68,10 @@ def _load_folded(path: Path, ckpt: dict[str, Any]) -> nn.Module:
     try:
         space = space_from_spec(ckpt["space"])
         model = space.build(space.from_str(ckpt["arch"]), ckpt["num_classes"], ckpt["in_channels"])
+        if ckpt.get("layer_shapes"):  # a pruned network (normnas slim): its channel counts
+            from normnas.nn.structure import apply_layer_shapes
+
+            apply_layer_shapes(model, ckpt["layer_shapes"])
     except (ValueError, KeyError) as e:
         raise ExportError(f"{path}: its architecture cannot be rebuilt ({e})") from None
     folded = fold_bn(model.eval())
