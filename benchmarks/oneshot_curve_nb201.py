@@ -34,6 +34,7 @@ resumes a killed supernet training from its per-epoch checkpoint.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import time
 from pathlib import Path
@@ -254,8 +255,10 @@ def print_report(
               f"| 1.000 |")  # fmt: skip
     if alone:
         per = np.mean([r["time_s"] for r in alone])
-        print(f"\none cell trained alone here: {per:.0f} s (mean of {len(alone)}; committed "
-              f"mean {np.mean([a['time_s'] for a in anchors.values()]) if anchors else 0:.0f} s)")
+        print(
+            f"\none cell trained alone here: {per:.0f} s (mean of {len(alone)}; committed "
+            f"mean {np.mean([a['time_s'] for a in anchors.values()]) if anchors else 0:.0f} s)"
+        )
         for r in alone:
             print(f"  {r['cell']}: acc {r['score']:.4f} here, {r['committed_score']} committed")
     for field, what in (("tau", "Kendall τ"), ("rho", "Spearman ρ")):
@@ -274,8 +277,8 @@ def compact(rows: list[dict[str, Any]], field: str) -> str:
     out.append("|---|---|" + "---|" * len(xs))
     for method, mode in labels:
         cells = [value.get((method, mode, x)) for x in xs]
-        out.append(f"| {method} | {mode} | "
-                   + " | ".join("—" if v is None else f"{v:.3f}" for v in cells) + " |")  # fmt: skip
+        shown = " | ".join("—" if v is None else f"{v:.3f}" for v in cells)
+        out.append(f"| {method} | {mode} | {shown} |")
     return "\n".join(out)
 
 
@@ -360,7 +363,7 @@ def main() -> None:
 
     lengths = list(p["lengths"])
     edge = p["few_shot_edge"]
-    nexts = dict(zip(lengths, lengths[1:], strict=False))
+    nexts = dict(itertools.pairwise(lengths))
 
     def all_done(length: int) -> bool:
         done = log.done(f"scored/oneshot/e{length}")
