@@ -96,7 +96,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("normnas.nn", "normnas.data"),
     ("normnas.spaces", "normnas.train"),
     ("normnas.search",),
-    ("normnas.oneshot", "normnas.proxies", "normnas.bench"),
+    ("normnas.oneshot", "normnas.proxies", "normnas.bench", "normnas.latency"),
     ("normnas.config",),
     ("normnas.judges",),
     ("normnas.assemble",),

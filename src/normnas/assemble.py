@@ -98,6 +98,8 @@ def fingerprint(cfg: RunConfig, space: SearchSpace) -> dict[str, Any]:
         judge["proxies"] = list(cfg.proxies)
     if cfg.cascade:  # the cheap stages' scores are part of what the study holds
         judge["cascade"] = cfg.cascade
+    if cfg.latency.target is not None:  # predicted latencies: of this target's table
+        judge["latency"] = cfg.latency.model_dump(mode="json")
     return {
         "space": space_spec(space),
         "data": data,

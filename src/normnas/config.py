@@ -204,6 +204,16 @@ class ConstraintsConfig(_Model):
     max_latency_ms: float | None = Field(None, gt=0)
 
 
+class LatencyOptions(_Model):
+    """`--target`: latency predicted for this runtime from a table (normnas.latency), not
+    timed per trial; the finalists are measured for real on it."""
+
+    target: Literal["torch", "torchscript", "onnxruntime", "cuda"] | None = None
+    threads: int = Field(1, ge=1)
+    batch: int = Field(1, ge=1)
+    table: str | None = None  # default: the cache, profiled on first use
+
+
 class RayOptions(_Model):
     """`executor: ray`: which cluster, and what each parallel trial gets of it."""
 
@@ -241,6 +251,7 @@ class RunConfig(_Model):
     strategy_options: dict[str, Any] = Field(default_factory=dict)
     objectives: list[Objective] = Field(default_factory=lambda: ["accuracy"], min_length=1)
     constraints: ConstraintsConfig = Field(default_factory=ConstraintsConfig)
+    latency: LatencyOptions = Field(default_factory=LatencyOptions)
     trials: int | None = Field(None, ge=1)
     # evolution's budget words: generations x population_size trials (see _coherent)
     generations: int | None = Field(None, ge=1)
@@ -310,6 +321,19 @@ class RunConfig(_Model):
             raise ValueError(f"objectives repeat a name: {', '.join(objs)}")
         return objs
 
+    def _check_latency_target(self) -> None:
+        if self.latency.target is None:
+            return
+        if "latency" not in self.objectives and self.constraints.max_latency_ms is None:
+            raise ValueError(
+                f"--target {self.latency.target}: it says where a latency is predicted; "
+                "give --objective latency or --max-latency-ms with it"
+            )
+        if self.space.name not in ("nb201", "macro"):
+            raise ValueError(
+                f"--target: latency tables exist for nb201 and macro, not {self.space.name}"
+            )
+
     @model_validator(mode="after")
     def _coherent(self) -> RunConfig:
         if self.generations is not None:
@@ -323,6 +347,7 @@ class RunConfig(_Model):
         if self.space.name == "seq":
             self._sequence_defaults()
         self._check_executor()
+        self._check_latency_target()
         from normnas.search.strategies import PRUNERS, STRATEGIES, check_options
 
         # option names are checked here, before any data is loaded or trial runs
@@ -434,6 +459,10 @@ FLAGS: dict[str, str] = {
     "constraints.max_params": "--max-params",
     "constraints.max_flops": "--max-flops",
     "constraints.max_latency_ms": "--max-latency-ms",
+    "latency.target": "--target",
+    "latency.threads": "--latency-threads",
+    "latency.batch": "--latency-batch",
+    "latency.table": "--latency-table",
     "trials": "--trials",
     "generations": "--generations",
     "strategy_options.population_size": "--population-size",

@@ -53,6 +53,21 @@ def search(
         "adds; see count_flops).",
     ),
     max_latency_ms: float | None = typer.Option(None, help="Constraint: batch-1 latency."),
+    target: str | None = typer.Option(
+        None,
+        "--target",
+        help="Predict latency for torch, torchscript, onnxruntime or cuda from a table "
+        "(with --objective latency or --max-latency-ms); finalists measured for real.",
+    ),
+    latency_threads: int | None = typer.Option(
+        None, "--latency-threads", help="--target's threads (1)."
+    ),
+    latency_batch: int | None = typer.Option(
+        None, "--latency-batch", help="--target's batch (1)."
+    ),
+    latency_table: str | None = typer.Option(
+        None, "--latency-table", help="--target's table file (default: cache, profiled once)."
+    ),
     trials: int | None = typer.Option(None, help="Budget: evaluated trials."),
     generations: int | None = typer.Option(
         None,
@@ -168,6 +183,10 @@ def search(
         "constraints.max_params": max_params,
         "constraints.max_flops": max_flops,
         "constraints.max_latency_ms": max_latency_ms,
+        "latency.target": target,
+        "latency.threads": latency_threads,
+        "latency.batch": latency_batch,
+        "latency.table": latency_table,
         "trials": trials,
         "generations": generations,
         "strategy_options.population_size": population_size,

@@ -45,7 +45,12 @@ def make_evaluator(cfg: RunConfig, parts: Parts, url: str) -> Evaluator:
         raise ConfigError(
             f"--evaluator: expected one of {', '.join(JUDGES)}, got {cfg.evaluator!r}"
         )
-    return factory(cfg, parts, url)
+    judge = factory(cfg, parts, url)
+    if cfg.latency.target is not None:  # `--target`: latency predicted, not timed per trial
+        from normnas.latency.search import predicted_latency
+
+        judge = predicted_latency(judge, parts.space, parts.data, cfg.latency)
+    return judge
 
 
 @register_judge("train")

@@ -135,13 +135,22 @@ def finalist_costs(outcome: Any, space: Any, top: int = 5) -> dict[int, dict[str
     for r in _top(outcome.study, top):
         need_latency = r.result.get("latency_ms") is None
         need_flops = r.result.get("flops") is None
-        if not (need_latency or need_flops):
+        # predicted for a target (`--target`): the finalists are measured there for real
+        target = (r.result.get("extra") or {}).get("latency_target")
+        if not (need_latency or need_flops or target):
             continue
         try:
             arch = space.from_params(r.params)
             model = space.build(arch, data.num_classes, data.in_channels)
             shape = (data.in_channels, *data.image_size)
             got: dict[str, Any] = {}
+            if target:
+                from normnas.latency.search import measure_finalist
+
+                got["latency_measured_ms"] = measure_finalist(
+                    space, arch, str(target), shape, data.num_classes
+                )
+                got["latency_target"] = str(target)
             if need_flops:
                 got["flops"] = _flops(space, arch, model, data)
             if need_latency:
@@ -214,9 +223,13 @@ def leaderboard(
     for col, width in ((first, 8), ("params", 7), ("FLOPs", 7), ("ms", 6)):
         table.add_column(col, no_wrap=True, justify="right", min_width=width)
     unreliable: list[dict[str, Any]] = []
+    targets: set[str] = set()
     for r in shown:
         m = {**measured.get(r.number, {}), **{k: v for k, v in r.result.items() if v is not None}}
         ms = fmt(m.get("latency_ms"), "ms")
+        if m.get("latency_measured_ms") is not None:  # predicted / measured on the target
+            ms = f"{m['latency_ms']:.3g}/{m['latency_measured_ms']:.3g}"
+            targets.add(str(m.get("latency_target")))
         if m.get("latency_ms") is not None and m.get("latency_reliable") is False:
             ms += UNRELIABLE_MARK
             unreliable.append(m)
@@ -230,6 +243,8 @@ def leaderboard(
         )
     key = legend([r.arch or "" for r in shown])
     lines = [(key + "; " if key else "") + "ms: batch-1 latency; * best/Pareto"]
+    if targets:
+        lines.append(f"ms: predicted/measured on {'; '.join(sorted(targets))}")
     if unreliable:
         loads = [m["latency_load"] for m in unreliable if m.get("latency_load") is not None]
         cores = next((m["latency_cores"] for m in unreliable if m.get("latency_cores")), None)
