@@ -277,20 +277,22 @@ def prune_channels(
         )
         graph.get_pruning_group(g.root, fn, sorted(idxs)).prune()
         plan.removed[g.name] = sorted(idxs)
-    _fit_zero_inputs(net, example)
+    _fit_untraced_inputs(net, example, set(graph.module2node))
     return net.eval(), plan
 
 
-def _fit_zero_inputs(model: nn.Module, example: torch.Tensor) -> None:
-    """Cut the input channels of convolutions that read an all-zero tensor made with
-    `zeros_like` (NAS-Bench-201's node without incoming edge): the dependency graph follows
-    autograd, which does not tie such a tensor to the one it copies the shape of, so their
-    input channels were left as they were. Any input channels may go: they multiply zeros."""
+def _fit_untraced_inputs(model: nn.Module, example: torch.Tensor, traced: set[Any]) -> None:
+    """Cut the input channels of the convolutions the dependency graph could not see: one
+    that reads an all-zero tensor made with `zeros_like` (NAS-Bench-201's node without an
+    incoming edge: autograd does not tie it to the tensor it copies the shape of) or one
+    whose output never reaches the network's output (a cell op on a node that is not
+    summed into the cell's output). Which input channels go does not matter: they multiply
+    zeros, or what they compute is never used."""
 
     def fit(m: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
         x = args[0]
         plain = isinstance(m, nn.Conv2d) and m.groups == 1
-        if plain and x.shape[1] < m.in_channels and not bool(x.any()):
+        if plain and x.shape[1] < m.in_channels and (m not in traced or not bool(x.any())):
             m.weight = nn.Parameter(m.weight.detach()[:, : x.shape[1]].clone())
             m.in_channels = int(x.shape[1])
 
