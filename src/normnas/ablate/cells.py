@@ -104,18 +104,20 @@ class AblationSpace:
         return self.from_params(params)
 
     def canonical(self, point: Point) -> Point:
-        """Without a norm, conv→act→norm is conv→norm→act: one run serves both cells."""
+        """The first placement level whose network is the same as this point's, by the
+        network space's `canonical`: without a norm, conv→act→norm is conv→norm→act (and
+        every seq placement is the same), so one run serves those cells."""
         names = self.design.names
         if "placement" not in names:
             return point
         i = names.index("placement")
-        levels = self.design.factors[i].levels
-        arch = self.arch_of(point)
-        no_norm = all(b.norm == "none" for s in arch.stages for b in s)
-        if no_norm and point.cell[i] == "conv_act_norm" and "conv_norm_act" in levels:
+        target = self.macro.canonical(self.arch_of(point))
+        for level in self.design.factors[i].levels:
             cell = list(point.cell)
-            cell[i] = "conv_norm_act"
-            return Point(tuple(cell), point.seed)
+            cell[i] = level
+            twin = Point(tuple(cell), point.seed)
+            if self.macro.canonical(self.arch_of(twin)) == target:
+                return twin
         return point
 
     def sample(self, rng: np.random.Generator) -> Point:
@@ -140,7 +142,7 @@ class AblationSpace:
         dropout = self.base_arch.dropout
         if "regularizer" in levels:
             dropout = DROPOUT if levels["regularizer"] == "dropout" else 0.0
-        return MacroArch(stages, dropout)
+        return type(self.base_arch)(stages, dropout)  # MacroArch or SeqArch: (stages, dropout)
 
     def settings(self, point: Point) -> tuple[dict[str, Any], str | None]:
         """(TrainConfig fields the cell sets, its regularizer or None)."""
@@ -161,7 +163,7 @@ class AblationSpace:
 def fitted_macro_space(arch: MacroArch) -> MacroSpace:
     """A macro space that holds `arch` and every norm and placement (strides 1, 2, 2, ...:
     the macro space's default convention), so any cell's variant of `arch` is valid in it."""
-    from normnas.nn import NORM_NAMES
+    from normnas.nn import ALL_NORM_NAMES
     from normnas.spaces._macro_model import PLACEMENTS
 
     def uniq(values: Sequence[Any]) -> list[Any]:
@@ -176,7 +178,7 @@ def fitted_macro_space(arch: MacroArch) -> MacroSpace:
     return MacroSpace(
         stages=stages,
         kernels=uniq(b.kernel for b in blocks),
-        norms=NORM_NAMES,
+        norms=ALL_NORM_NAMES,
         placements=PLACEMENTS,
         activations=uniq(b.activation for b in blocks),
         residual=uniq(b.residual for b in blocks),
@@ -190,6 +192,26 @@ def default_arch() -> MacroArch:
         tuple((Block(w, 3, "batchnorm", "conv_norm_act", "relu", False),) for w in (16, 32, 64)),
         0.0,
     )
+
+
+def seq_default() -> tuple[Any, Any]:
+    """`seq-default` (space, arch): a 7-wide conv block of 32 channels, then (after a pool
+    of 2) a 5-wide conv block and a transformer block (4 heads, MLP ratio 2) of 64, every
+    block LayerNorm, pre-norm: the sequence habit that an ablation varies."""
+    from normnas.spaces.seq import SeqBlock, SeqSpace
+
+    conv = SeqBlock("conv", 32, "layernorm", "pre", kernel=7, dilation=1)
+    arch_stages = (
+        (conv,),
+        (
+            SeqBlock("conv", 64, "layernorm", "pre", kernel=5, dilation=1),
+            SeqBlock("attn", 64, "layernorm", "pre", heads=4, mlp_ratio=2),
+        ),
+    )
+    from normnas.spaces.seq import SeqArch
+
+    arch = SeqArch(arch_stages, 0.0)
+    return SeqSpace.fitted(arch), arch
 
 
 # -- regularizers that TrainConfig has no field for: gradient hooks ------------------------

@@ -1,6 +1,7 @@
 """The configuration of `normnas ablate`: a YAML file and flags, validated into one model.
 
-YAML keys (all optional) are the flags' names: `data`, `data_root`, `arch`, `factors` (a
+YAML keys (all optional) are the flags' names: `data`, `data_root`, `space` (macro or seq),
+`arch`, `factors` (a
 list of names, or a mapping name → levels, null for the default levels), `levels`
 (name → levels), `baseline` (name → level), `seeds`, `epochs`, `time`, `workers`,
 `executor`, `ray` (`address`, `trials_in_parallel`, `cpus_per_trial`, `gpus_per_trial`),
@@ -29,6 +30,7 @@ from normnas.config import RayOptions, executor_conflict, merge
 from normnas.errors import ConfigError
 
 DEFAULT_FACTORS = ("norm", "batch_size")
+SEQ_EPOCHS = 100  # UCR-sized data: 100 epochs are a few hundred steps
 # the base recipe: what every cell trains with unless one of its factors sets it
 BASE_TRAIN: dict[str, Any] = {
     "batch_size": 32, "lr": 0.05, "weight_decay": 5e-4, "schedule": "cosine",
@@ -41,14 +43,15 @@ class AblateConfig(BaseModel):
 
     data: str = "digits"
     data_root: str | None = None
-    arch: str = "macro-default"
+    space: Literal["macro", "seq"] = "macro"  # the network space whose blocks are varied
+    arch: str | None = None  # default: macro-default or seq-default, after `space`
     factors: list[str] | dict[str, list[Any] | None] = Field(
         default_factory=lambda: list(DEFAULT_FACTORS)
     )
     levels: dict[str, list[Any]] = Field(default_factory=dict)
     baseline: dict[str, Any] = Field(default_factory=dict)
     seeds: int = Field(3, ge=1, le=100)
-    epochs: int = Field(5, ge=1)
+    epochs: int = Field(5, ge=1)  # seq: SEQ_EPOCHS unless given
     time: float | None = None
     workers: int = Field(1, ge=1)
     executor: Literal["local", "ray"] = "local"
@@ -68,6 +71,12 @@ class AblateConfig(BaseModel):
         return None if value is None else parse_duration(value)
 
     @model_validator(mode="after")
+    def _sequence_epochs(self) -> AblateConfig:
+        if self.space == "seq" and "epochs" not in self.model_fields_set:
+            object.__setattr__(self, "epochs", SEQ_EPOCHS)
+        return self
+
+    @model_validator(mode="after")
     def _executor(self) -> AblateConfig:
         conflict = executor_conflict(self.executor, self.ray, self.workers, "runs")
         if conflict:
@@ -83,13 +92,22 @@ class AblateConfig(BaseModel):
             names = [n.strip() for n in self.factors if n.strip()]
             levels = {}
         levels.update(self.levels)
-        return parse_factors(names, levels, self.baseline)
+        return parse_factors(names, levels, self.baseline, self.space)
+
+    def arch_text(self) -> str:
+        """`arch`, or the space's default architecture's name."""
+        return self.arch if self.arch is not None else f"{self.space}-default"
 
     def base_train(self) -> dict[str, Any]:
         bad = [k for k in self.train if k in ("epochs", "seed", "device")]
         if bad:
             raise ConfigError(f"train.{bad[0]}: set it with --{bad[0]}, not in train")
-        return {**BASE_TRAIN, **self.train, "epochs": self.epochs, "device": self.device}
+        base = BASE_TRAIN
+        if self.space == "seq":  # the seq search's own recipe (normnas.spaces.seq)
+            from normnas.spaces.seq import SEQ_TRAIN_DEFAULTS
+
+            base = {**BASE_TRAIN, **SEQ_TRAIN_DEFAULTS}
+        return {**base, **self.train, "epochs": self.epochs, "device": self.device}
 
 
 def load_ablate_config(path: Path | None, overrides: Mapping[str, Any]) -> AblateConfig:

@@ -1,7 +1,8 @@
 """The factors an ablation varies, their levels, and what a level changes in a run.
 
-A factor is either an architecture field of the macro space (`norm`, `placement`, applied to
-every block) or a field of the training recipe (`batch_size`, `schedule`, `regularizer`,
+A factor is either an architecture field of the network space, macro or seq (`norm`,
+`placement`, applied to every block; the seq space has its own placements and defaults) or
+a field of the training recipe (`batch_size`, `schedule`, `regularizer`,
 `lr`, `bn_momentum`). Each has default levels and a baseline level; the baseline cell is
 every factor at its baseline, and the fixed training settings below make it the recipe a
 search trains with.
@@ -22,6 +23,7 @@ from typing import Any
 
 from normnas.errors import ConfigError
 from normnas.nn.norm import NORM_LABELS
+from normnas.spaces._seq_model import SEQ_PLACEMENTS
 
 FACTOR_NAMES: tuple[str, ...] = (
     "norm", "placement", "batch_size", "schedule", "regularizer", "lr", "bn_momentum",
@@ -44,6 +46,17 @@ DEFAULTS: dict[str, tuple[tuple[Any, ...], Any]] = {
     # a log-spaced range sweep around the base lr: the largest stable lr is an answer too
     "lr": ((0.0125, 0.05, 0.2, 0.8, 3.2), 0.05),
     "bn_momentum": ((0.01, 0.1, 0.5), 0.1),
+}
+
+ABLATE_SPACES: tuple[str, ...] = ("macro", "seq")
+PLACEMENTS_BY_SPACE: dict[str, tuple[str, ...]] = {"macro": PLACEMENTS, "seq": SEQ_PLACEMENTS}
+# where a space's defaults differ: on sequences LayerNorm and pre-norm are the habit, so they
+# are the baseline every other level is compared with
+SPACE_DEFAULTS: dict[str, dict[str, tuple[tuple[Any, ...], Any]]] = {
+    "seq": {
+        "norm": (("batchnorm", "layernorm", "rmsnorm", "groupnorm", "none"), "layernorm"),
+        "placement": (("post", "pre"), "pre"),
+    },
 }
 
 FACTOR_LABELS = {
@@ -83,8 +96,9 @@ class Factor:
         return {"name": self.name, "levels": list(self.levels), "baseline": self.baseline}
 
 
-def parse_level(factor: str, value: Any) -> Any:
-    """A level of `factor` from YAML or the command line; ConfigError naming what is wrong."""
+def parse_level(factor: str, value: Any, space: str | None = None) -> Any:
+    """A level of `factor` from YAML or the command line; ConfigError naming what is wrong.
+    A placement must be one of `space`'s (None: of any ablatable space)."""
     where = f"factor {factor}"
     text = str(value).strip()
     if factor == "norm":
@@ -95,7 +109,11 @@ def parse_level(factor: str, value: Any) -> Any:
         except ValueError as err:
             raise ConfigError(f"{where}: {err}") from None
     if factor in ("placement", "schedule", "regularizer"):
-        allowed = {"placement": PLACEMENTS, "schedule": _schedule_names(),
+        placements = (
+            PLACEMENTS_BY_SPACE[space] if space in PLACEMENTS_BY_SPACE
+            else tuple(dict.fromkeys(p for ps in PLACEMENTS_BY_SPACE.values() for p in ps))
+        )  # fmt: skip
+        allowed = {"placement": placements, "schedule": _schedule_names(),
                    "regularizer": REGULARIZERS}[factor]  # fmt: skip
         if text not in allowed:
             raise ConfigError(f"{where}: level {text!r} is not one of {', '.join(allowed)}")
@@ -125,13 +143,17 @@ def _schedule_names() -> tuple[str, ...]:
     return SCHEDULE_NAMES
 
 
-def make_factor(name: str, levels: Sequence[Any] | None = None, baseline: Any = None) -> Factor:
-    """Factor `name` with `levels` (default: DEFAULTS) and `baseline` (default: the default
-    baseline when it is among the levels, else the first level)."""
+def make_factor(
+    name: str, levels: Sequence[Any] | None = None, baseline: Any = None, space: str | None = None
+) -> Factor:
+    """Factor `name` with `levels` (default: `space`'s, else DEFAULTS) and `baseline`
+    (default: the default baseline when it is among the levels, else the first level)."""
     if name not in FACTOR_NAMES:
         raise ConfigError(f"unknown factor {name!r}; valid: {', '.join(FACTOR_NAMES)}")
-    default_levels, default_base = DEFAULTS[name]
-    values = tuple(parse_level(name, v) for v in (default_levels if levels is None else levels))
+    default_levels, default_base = SPACE_DEFAULTS.get(space or "", {}).get(name, DEFAULTS[name])
+    values = tuple(
+        parse_level(name, v, space) for v in (default_levels if levels is None else levels)
+    )
     if not values:
         raise ConfigError(f"factor {name}: needs at least one level")
     if len(set(values)) != len(values):
@@ -139,7 +161,7 @@ def make_factor(name: str, levels: Sequence[Any] | None = None, baseline: Any = 
     if baseline is None:
         base = default_base if default_base in values else values[0]
     else:
-        base = parse_level(name, baseline)
+        base = parse_level(name, baseline, space)
         if base not in values:
             raise ConfigError(f"factor {name}: baseline {baseline!r} is not one of its levels")
     return Factor(name, values, base)
@@ -149,8 +171,10 @@ def parse_factors(
     names: Sequence[str],
     levels: Mapping[str, Sequence[Any]] | None = None,
     baselines: Mapping[str, Any] | None = None,
+    space: str | None = None,
 ) -> tuple[Factor, ...]:
-    """The factors `names` in that order, with optional levels and baselines per factor."""
+    """The factors `names` in that order, with optional levels and baselines per factor, for
+    network space `space` (macro or seq; None: macro's defaults, any space's placements)."""
     levels = dict(levels or {})
     baselines = dict(baselines or {})
     if not names:
@@ -161,7 +185,7 @@ def parse_factors(
         stray = [k for k in keys if k not in names]
         if stray:
             raise ConfigError(f"{source}: {stray[0]!r} is not one of the chosen factors {names}")
-    return tuple(make_factor(n, levels.get(n), baselines.get(n)) for n in names)
+    return tuple(make_factor(n, levels.get(n), baselines.get(n), space) for n in names)
 
 
 def parse_levels_option(items: Sequence[str]) -> dict[str, list[str]]:

@@ -67,10 +67,13 @@ class AblationOutcome:
 
 
 # -- the architecture ----------------------------------------------------------------------
-def resolve_arch(text: str, url: str) -> tuple[MacroSpace, MacroArch]:
+def resolve_arch(text: str, url: str, space: str = "macro") -> tuple[Any, Any]:
     """`macro-default`, `study:NAME` (the best of a macro search in the storage), or a macro
-    architecture string; the space returned holds every norm and placement of its blocks."""
+    architecture string; the space returned holds every norm and placement of its blocks.
+    With `space="seq"`: `seq-default`, `study:NAME` of a seq search, or a seq string."""
     text = text.strip()
+    if space == "seq":
+        return _resolve_seq(text, url)
     if text == "macro-default":
         arch = default_arch()
         return fitted_macro_space(arch), arch
@@ -87,6 +90,43 @@ def resolve_arch(text: str, url: str) -> tuple[MacroSpace, MacroArch]:
     return fitted_macro_space(arch), arch
 
 
+def _resolve_seq(text: str, url: str) -> tuple[Any, Any]:
+    from normnas.ablate.cells import seq_default
+    from normnas.spaces.seq import SeqSpace
+
+    if text == "seq-default":
+        space, arch = seq_default()
+        return space.widened(arch), arch
+    if text.startswith("study:"):
+        from normnas.search.study import load_study, study_meta
+
+        name = text.removeprefix("study:")
+        study = load_study(name, url)
+        front = rec.best_records(study)
+        if not front or not front[0].arch:
+            raise UserError(f"--arch study:{name}: the study has no completed trial")
+        space_cfg = study_meta(study).get("config", {}).get("space", {})
+        if space_cfg.get("name") != "seq":
+            raise UserError(
+                f"--arch study:{name}: its space is {space_cfg.get('name')!r}, not seq "
+                "(--space seq ablates the blocks of a seq search)"
+            )
+        found = SeqSpace.from_dict(dict(space_cfg.get("options") or {}))
+        arch = found.from_str(front[0].arch.split(" @ ")[0])
+        return found.widened(arch), arch
+    from normnas.spaces.seq import parse_seq_arch
+
+    try:
+        arch = parse_seq_arch(text)
+        return SeqSpace.fitted(arch), arch
+    except ValueError as err:
+        raise UserError(
+            f"--arch {text!r}: {err}; expected seq-default, study:NAME (the best of a seq "
+            "search) or a seq architecture string like "
+            "'[conv-w32-k7-d1-layernorm-pre] [attn-w64-h4-m2-layernorm-pre] dropout=0.0'"
+        ) from None
+
+
 def _parse_macro(text: str) -> MacroArch:
     # the blocks' grammar belongs to the macro space: read each block with its parser
     from normnas.spaces.macro import _parse_block
@@ -101,7 +141,7 @@ def _parse_macro(text: str) -> MacroArch:
 
 
 def _best_of_study(name: str, url: str) -> tuple[MacroSpace, MacroArch]:
-    from normnas.nn import NORM_NAMES
+    from normnas.nn import ALL_NORM_NAMES
     from normnas.search.study import load_study, study_meta
     from normnas.spaces._macro_model import PLACEMENTS
 
@@ -117,17 +157,31 @@ def _best_of_study(name: str, url: str) -> tuple[MacroSpace, MacroArch]:
         )
     options = dict(space_cfg.get("options") or {})
     base = MacroSpace.from_dict(options).to_dict()
-    base["norms"], base["placements"] = list(NORM_NAMES), list(PLACEMENTS)
+    base["norms"], base["placements"] = list(ALL_NORM_NAMES), list(PLACEMENTS)
     base["dropout"] = list(dict.fromkeys([*base["dropout"], 0.0, 0.2]))
     space = MacroSpace.from_dict(base)
     arch_text = front[0].arch.split(" @ ")[0]  # a joint search: the architecture part
     return space, space.from_str(arch_text)
 
 
+def ablation_data(cfg: AblateConfig) -> Any:
+    """The data the runs train and score on. With --space seq, each run trains on the whole
+    train split and is scored on the test split: UCR valid splits hold 4 to 14 series, too
+    few to tell treatments apart, and a designed experiment selects nothing on its score."""
+    from normnas.data import load
+
+    data = load(cfg.data, root=cfg.data_root, seed=0)
+    if cfg.space == "seq":
+        data = dataclasses.replace(data, train=data.train_plus_valid(), valid=data.test)
+    return data
+
+
 # -- the study -------------------------------------------------------------------------------
 def fingerprint(cfg: AblateConfig, space: MacroSpace, arch: MacroArch) -> dict[str, Any]:
     """What defines the runs: a rerun with another value would mix incomparable runs."""
+    extra = {} if cfg.space == "macro" else {"space": cfg.space}  # macro studies: as before
     return {
+        **extra,
         "data": cfg.data,
         "arch": space.to_str(arch),
         "factors": [f.to_dict() for f in cfg.factor_list()],
@@ -149,8 +203,7 @@ def recorded(study: optuna.Study, print_: dict[str, Any]) -> Design | None:
     if not meta:
         if study.get_trials(deepcopy=False):
             raise StudyMismatchError(
-                f"study {study.study_name!r} holds trials but is not an ablation; "
-                "pass --study NEW"
+                f"study {study.study_name!r} holds trials but is not an ablation; pass --study NEW"
             )
         return None
     from normnas.search.setup import fingerprint_change
@@ -234,7 +287,6 @@ def run_ablation(
     started: float | None = None,
 ) -> AblationOutcome:
     """Open or resume the ablation study, run its missing cells, and compute its statistics."""
-    from normnas.data import load
     from normnas.search.setup import check_device, check_image_size, resume_command
     from normnas.train import TrainConfig
 
@@ -247,9 +299,9 @@ def run_ablation(
     check_device(cfg.device)
     factors = cfg.factor_list()
     url = cfg.storage or default_storage(cfg.workers)
-    macro, base_arch = resolve_arch(cfg.arch, url)
+    macro, base_arch = resolve_arch(cfg.arch_text(), url, cfg.space)
     base = TrainConfig(**cfg.base_train())
-    data = load(cfg.data, root=cfg.data_root, seed=0)
+    data = ablation_data(cfg)
     check_image_size(macro, data)
     print_ = fingerprint(cfg, macro, base_arch)
     name = cfg.study or default_study_name(cfg, print_)
@@ -309,8 +361,7 @@ def run_ablation(
                 _run_inline(study, space, evaluator, left, progress)
         except KeyboardInterrupt:
             raise SearchInterrupted(
-                "ablation stopped; finished runs are kept and the running one is re-run on "
-                "resume",
+                "ablation stopped; finished runs are kept and the running one is re-run on resume",
                 resume=resume_command(),
             ) from None
     obs = observations(study, space)
@@ -386,7 +437,7 @@ def _loop_parts(cfg: AblateConfig, url: str, name: str, data: Any) -> tuple[Any,
     from normnas.search.study import load_study
     from normnas.train import TrainConfig
 
-    macro, arch = resolve_arch(cfg.arch, url)
+    macro, arch = resolve_arch(cfg.arch_text(), url, cfg.space)
     storage = open_storage(url)
     meta = load_study(name, storage).user_attrs[ABLATE_ATTR]
     space = AblationSpace(Design.from_dict(meta["design"]), meta["seeds"], macro, arch)
@@ -412,14 +463,13 @@ class AblateJob:
 def _worker(data: dict[str, Any], url: str, name: str, deadline: float | None) -> None:
     import torch
 
-    from normnas.data import load
     from normnas.execute.workers import stop_on_signals
 
     _watch_parent(os.getppid())
     cfg = AblateConfig.model_validate(data)
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // cfg.workers))
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    images = load(cfg.data, root=cfg.data_root, seed=0)
+    images = ablation_data(cfg)
     study, space, evaluator = _loop_parts(cfg, url, name, images)
     wall = None if deadline is None else max(0.1, deadline - time.time())
     try:

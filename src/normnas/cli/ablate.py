@@ -15,13 +15,17 @@ from normnas.cli.errors import reported
 def ablate(
     config: Path | None = typer.Option(None, "--config", "-c", help="YAML ablation config."),
     data: str | None = typer.Option(
-        None, help="digits (default), cifar10, npz:PATH, folder:PATH, mnist, fashion-mnist."
+        None,
+        help="digits (default), cifar10, npz:PATH, folder:PATH, mnist, fashion-mnist, ucr:NAME.",
+    ),
+    space: str | None = typer.Option(
+        None, help="macro (default: images) or seq (sequences: conv and transformer blocks)."
     ),
     data_root: str | None = typer.Option(None, "--data-root", help="Downloaded data sets."),
     arch: str | None = typer.Option(
         None,
-        help="macro-default (default), study:NAME (the best of a macro search in --storage), "
-        "or a macro architecture string.",
+        help="macro-default / seq-default (the default, after --space), study:NAME (the best "
+        "of a search of that space in --storage), or an architecture string of it.",
     ),
     factors: str | None = typer.Option(
         None,
@@ -32,7 +36,9 @@ def ablate(
         None, "--levels", help="FACTOR=LEVEL,LEVEL,... to replace a factor's default levels."
     ),
     seeds: int | None = typer.Option(None, help="Seeds per cell (default 3)."),
-    epochs: int | None = typer.Option(None, help="Training epochs per run (default 5)."),
+    epochs: int | None = typer.Option(
+        None, help="Training epochs per run (default 5; 100 with --space seq)."
+    ),
     time: str | None = typer.Option(
         None, "--time", help="Wall time of the whole command (20m); sizes the auto design."
     ),
@@ -64,6 +70,7 @@ def ablate(
     overrides: dict[str, Any] = {
         "data": data,
         "data_root": data_root,
+        "space": space,
         "arch": arch,
         "factors": [f.strip() for f in factors.split(",")] if factors else None,
         "levels": parse_levels_option(levels) if levels else None,

@@ -164,12 +164,44 @@ class SeqSpace:
         """This space with every norm and placement (and dropout 0 / 0.2), holding `arch`:
         what an ablation varies its blocks in."""
         config = self.to_dict()
-        config["norms"] = list(dict.fromkeys([*SEQ_NORMS, *self.norms]))
+        config["norms"] = list(dict.fromkeys([*self.norms, *ALL_NORM_NAMES]))
         config["placements"] = list(SEQ_PLACEMENTS)
         config["dropout"] = list(dict.fromkeys([arch.dropout, *self.dropout, 0.0, 0.2]))
         space = SeqSpace.from_dict(config)
         space.validate_arch(arch)
         return space
+
+    @classmethod
+    def fitted(cls, arch: SeqArch, pools: Sequence[int] | None = None) -> SeqSpace:
+        """The smallest space holding `arch` with every norm and placement (stage pools:
+        `pools`, default 1 then 2 for each later stage, as the default space)."""
+        blocks = [b for s in arch.stages for b in s]
+
+        def used(field: str, default: Sequence[int]) -> list[int]:
+            return list(
+                dict.fromkeys(getattr(b, field) for b in blocks if getattr(b, field))
+            ) or list(default)
+
+        pools = list(pools) if pools is not None else [1] + [2] * (len(arch.stages) - 1)
+        return cls(
+            stages=[
+                {
+                    "widths": list(dict.fromkeys(b.width for b in s)),
+                    "min_blocks": len(s),
+                    "max_blocks": len(s),
+                    "pool": p,
+                }
+                for s, p in zip(arch.stages, pools, strict=True)
+            ],
+            kinds=list(dict.fromkeys(b.kind for b in blocks)),
+            kernels=used("kernel", (3,)),
+            dilations=used("dilation", (1,)),
+            heads=used("heads", (1,)),
+            mlp_ratios=used("mlp_ratio", (2,)),
+            norms=ALL_NORM_NAMES,
+            placements=SEQ_PLACEMENTS,
+            dropout=list(dict.fromkeys([arch.dropout, 0.0, 0.2])),
+        )
 
     # -- parameters --------------------------------------------------------------------------
     def _field_choices(self, stage: int) -> dict[str, tuple[Any, ...]]:
@@ -326,21 +358,7 @@ class SeqSpace:
         return f"{stages} dropout={arch.dropout!r}"
 
     def from_str(self, text: str) -> SeqArch:
-        body, sep, dropout = text.strip().rpartition(" dropout=")
-        stages = _STAGE_RE.findall(body)
-        if not sep or _STAGE_RE.sub("", body).strip() or not stages:
-            raise ValueError(f"seq: {text!r} is not of the form '[block, ...] [...] dropout=P'")
-        try:
-            arch = SeqArch(
-                tuple(
-                    tuple(parse_seq_block(b) for b in s.split(",")) if s.strip() else ()
-                    for s in stages
-                ),
-                float(dropout),
-            )
-        except ValueError as err:
-            raise ValueError(f"seq: cannot read {text!r}: {err}") from None
-        return self.validate_arch(arch)
+        return self.validate_arch(parse_seq_arch(text))
 
     # -- sampling and moves ------------------------------------------------------------------
     def sample(self, rng: np.random.Generator) -> SeqArch:
@@ -410,6 +428,21 @@ class SeqSpace:
         self.validate_arch(arch)
         pools = [s.pool for s in self.stages]
         return SeqNetwork(arch, pools, self.stem_width, self.stem_kernel, num_classes, in_channels)
+
+
+def parse_seq_arch(text: str) -> SeqArch:
+    """A SeqArch from its `to_str` form, not yet checked against any space."""
+    body, sep, dropout = text.strip().rpartition(" dropout=")
+    stages = _STAGE_RE.findall(body)
+    if not sep or _STAGE_RE.sub("", body).strip() or not stages or not all(stages):
+        raise ValueError(f"seq: {text!r} is not of the form '[block, ...] [...] dropout=P'")
+    try:
+        return SeqArch(
+            tuple(tuple(parse_seq_block(b) for b in s.split(",")) for s in stages),
+            float(dropout),
+        )
+    except ValueError as err:
+        raise ValueError(f"seq: cannot read {text!r}: {err}") from None
 
 
 def _block_str(b: SeqBlock) -> str:
