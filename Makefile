@@ -41,7 +41,7 @@ lint: $(STAMP)
 # the site, strictly (a broken link or a bad reference fails), then every example it shows,
 # run from a temporary folder against the installed package (tests/docs)
 docs: $(STAMP)
-	$(VENV)/bin/mkdocs build --strict --site-dir build/site
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir build/site
 	$(PY) -m pytest -m docs tests/docs -p no:cacheprovider
 
 clean:

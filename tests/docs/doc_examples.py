@@ -68,7 +68,9 @@ def blocks(page: Path) -> list[Block]:
         while i < len(lines) and not (
             lines[i].strip().startswith(fence) and lines[i].strip().strip(fence[0]) == ""
         ):
-            body.append(lines[i][indent:] if lines[i][:indent].isspace() else lines[i].lstrip())
+            line = lines[i]
+            # a fence indented in a list: its lines lose that indentation, no more
+            body.append(line[indent:] if line[:indent].strip() == "" else line.lstrip())
             i += 1
         if i == len(lines):
             raise ValueError(f"{page}:{start + 1}: a code fence that is never closed")

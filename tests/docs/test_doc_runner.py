@@ -125,3 +125,16 @@ def test_every_fence_of_the_docs_names_its_language_and_skips_say_why():
     assert not [b.where for b in found if not b.lang], "a fence without a language"
     assert sum(b.skip is None for p in pages for b in runnable(p)) >= 30
     assert all(b.skip for b in found if b.skip is not None)
+
+
+def test_indentation_inside_a_block_is_kept(tmp_path):
+    page = _page(
+        tmp_path,
+        "```python\nif True:\n    print('in')\n```\n\n"
+        "- item\n  ```python\n  for i in range(1):\n      print(i)\n  ```\n",
+    )
+    assert [b.code for b in blocks(page)] == [
+        "if True:\n    print('in')\n",
+        "for i in range(1):\n    print(i)\n",
+    ]
+    assert len(list(run_page(page, tmp_path))) == 2
