@@ -109,6 +109,7 @@ SECTIONS = (
     ("choices", "Which choices matter"),
     ("trials", "Per trial"),
     ("best", "Best model"),
+    ("slimming", "Slimming"),
 )
 
 
@@ -131,10 +132,16 @@ def build_report(study: optuna.Study, storage: str, measure: bool = True) -> str
         sections.per_trial(data),
         sections.best_model(data),
     ]
+    from normnas.report.slimming import find_results, slimming
+
+    slim_results = find_results(study, storage)  # what `normnas slim` measured, if it ran
+    parts.append(slimming(slim_results))
     nav = "".join(
         f'<a href="#{i}">{escape(t)}</a>'
         for i, t in SECTIONS
-        if (i != "pareto" or len(data.objectives) > 1) and (i != "cascade" or data.funnel)
+        if (i != "pareto" or len(data.objectives) > 1)
+        and (i != "cascade" or data.funnel)
+        and (i != "slimming" or slim_results)
     )
     made = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     return (
