@@ -41,6 +41,15 @@ def nb201(
         True, "--dedup/--no-dedup", help="Charge equivalent cells once (default) or each time."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object only."),
+    objective: list[str] | None = typer.Option(
+        None,
+        "--objective",
+        help="accuracy (default); `--objective accuracy --objective latency`: two objectives, "
+        "latency predicted by the packaged table (torch eager, 1 thread, batch 1).",
+    ),
+    latency_table: Path | None = typer.Option(
+        None, "--latency-table", help="NB201 latency table for --objective latency."
+    ),
     proxy_warmup: int = typer.Option(
         0,
         "--proxy-warmup",
@@ -81,6 +90,14 @@ def nb201(
     elif strategy not in STRATEGIES:
         _fail(f"unknown strategy {strategy!r}; valid: {', '.join(sorted(STRATEGIES))}")
     assert strategy is not None
+    objectives = tuple(objective or ("accuracy",))
+    if objectives not in (("accuracy",), ("accuracy", "latency")):
+        _fail(f"--objective: accuracy, or accuracy then latency; got {', '.join(objectives)}")
+    if len(objectives) == 2:
+        if plan is not None or proxy_warmup:
+            _fail("--objective latency: runs a strategy alone (no --cascade, --proxy-warmup)")
+        _pareto(strategy, runs, budget, seed, table, latency_table, dedup, as_json)
+        return
     checks = (
         ("--runs", runs, 1),
         ("--processes", processes, 1),
@@ -141,6 +158,26 @@ def nb201(
             if scores is not None and plan is not None
             else ""
         )
+    )
+
+
+def _pareto(
+    strategy: str, runs: int, budget: float, seed: int, table: Path | None,
+    latency_table: Path | None, dedup: bool, as_json: bool,
+) -> None:  # fmt: skip
+    """Two objectives: the hypervolume share of each run's front (normnas.bench.pareto)."""
+    from normnas.bench.pareto import run_pareto_bench
+
+    result = run_pareto_bench(strategy, runs, budget, seed, table, latency_table, dedup=dedup)
+    if as_json:
+        typer.echo(json.dumps(result.summary()))
+        return
+    typer.echo(
+        f"nb201 {strategy}, accuracy and latency: hypervolume {100 * result.mean_hv_share:.1f} "
+        f"± {100 * result.std_hv_share:.1f} % of the true front's over "
+        f"{plural(runs, 'run')} (seeds {seed}..{seed + runs - 1}), budget {budget:g} s, "
+        f"{result.mean_queries:.1f} queries and {result.mean_front_size:.1f} front points/run, "
+        f"wall {result.wall_s:.1f} s  [latency: {result.latency_table}]"
     )
 
 
