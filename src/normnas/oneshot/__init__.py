@@ -1,5 +1,6 @@
 """Weight sharing: supernets, SPOS/FairNAS training, BN modes for sub-networks, BN-NAS, and
-gradient-based search (DARTS, GDAS, DrNAS) on the relaxed NB201 supernet.
+gradient-based search (DARTS, GDAS, DrNAS) on the relaxed NB201 supernet; few-shot
+supernets (`few_shot`) and one supernet trained to several lengths (`curve`).
 
 The macro space's supernet lives in `normnas.oneshot.supernet_macro`.
 """
@@ -17,6 +18,7 @@ from normnas.oneshot.bn_modes import (
     evaluate_subnet,
     recalibrated,
 )
+from normnas.oneshot.curve import CurvePoint, train_lengths
 from normnas.oneshot.evaluators import (
     BNIndicatorEvaluator,
     SupernetEvaluator,
@@ -24,6 +26,7 @@ from normnas.oneshot.evaluators import (
     make_supernet,
     prepare_supernet,
 )
+from normnas.oneshot.few_shot import FewShotSupernet, split_supernet, train_few_shot
 from normnas.oneshot.gradient import GradientEpoch, GradientResult, search_gradient
 from normnas.oneshot.gradient_options import METHODS, GradientOptions
 from normnas.oneshot.indicator import bn_score, train_bn_indicator
@@ -47,7 +50,9 @@ __all__ = [
     "SAMPLINGS",
     "BNIndicatorEvaluator",
     "BNMode",
+    "CurvePoint",
     "Decision",
+    "FewShotSupernet",
     "GradientEpoch",
     "GradientOptions",
     "GradientResult",
@@ -73,6 +78,9 @@ __all__ = [
     "recalibrated",
     "save_checkpoint",
     "search_gradient",
+    "split_supernet",
     "train_bn_indicator",
+    "train_few_shot",
+    "train_lengths",
     "train_supernet",
 ]
