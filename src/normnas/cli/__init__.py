@@ -37,6 +37,7 @@ def _root(
 
 
 from normnas.cli import ablate as _ablate  # noqa: E402  (typer only: heavy imports are lazy)
+from normnas.cli import baseline as _baseline  # noqa: E402
 from normnas.cli import bench as _bench  # noqa: E402
 from normnas.cli import report as _report  # noqa: E402
 from normnas.cli import search as _search  # noqa: E402
@@ -47,6 +48,7 @@ _search.register(app)  # search, status, best, export, demo
 _bench.register(app)  # bench nb201
 _report.register(app)  # report
 _ablate.register(app)  # ablate
+_baseline.register(app)  # baseline (MiniRocket on ucr: data)
 _register_latency(app)  # latency profile, predict
 _slim.register(app)  # slim
 

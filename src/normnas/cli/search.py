@@ -334,6 +334,9 @@ def run_and_report(
         print_quiet(outcome)
     else:
         print_outcome(outcome, cfg)
+    from normnas.cli.baseline import baseline_after_search
+
+    baseline_after_search(outcome, cfg)  # ucr: data: MiniRocket beside the test accuracy
     report_after_search(outcome)
     if outcome.final_note is not None:  # last, where it is read: the model is not what it seems
         typer.echo(f"warning: {outcome.final_note}", err=True)
