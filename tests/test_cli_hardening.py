@@ -273,7 +273,7 @@ def test_leaderboard_shows_measured_latency_of_the_finalists(tiny):
     [
         (["search", "--max-params", "abc"], "error: Invalid value for '--max-params': "),
         (["search", "--bogus"], "error: No such option: --bogus"),
-        (["export"], "error: Missing option '--study'."),
+        (["export"], "error: Missing option '--out'."),  # and --study or --checkpoint
         (["searchh"], "error: No such command 'searchh'. Did you mean 'search'?"),
         (["--bogus"], "error: No such option: --bogus"),
         (["bench", "nb201", "--runs", "many"], "error: Invalid value for '--runs' / '-r': "),
