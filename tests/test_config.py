@@ -22,7 +22,7 @@ def test_bad_durations(bad):
         ({"trial": 3}, "trial: unknown key; allowed keys: data, data_root"),
         ({"train": {"epoch": 3}}, "train.epoch: unknown key; allowed keys: epochs, batch_size"),
         ({"strategy": "evo"}, "strategy: unknown strategy 'evo'; valid: additive, evolution, grid"),
-        ({"space": "mac"}, "space.name: must be one of 'macro', 'nb201' or 'layers'"),
+        ({"space": "mac"}, "space.name: must be one of 'macro', 'nb201', 'layers' or 'seq'"),
         ({"space": {"name": "macro", "norms": ["bn", "foo"]}}, "space.norms: unknown norm 'foo'"),
         ({"objectives": ["acc"]}, "objectives.0: must be one of 'accuracy', 'params'"),
         ({"trials": "many"}, "trials: Input should be a valid integer"),
