@@ -20,6 +20,22 @@ _THREADS = typer.Option(1, "--threads", help="CPU threads of the runtime.")
 _BATCH = typer.Option(1, "--batch", help="Batch size.")
 
 
+_SHAPE = typer.Option(
+    "3,32,32", "--input-shape", help="C,H,W of one input (a search's data: digits 1,8,8)."
+)
+_CLASSES = typer.Option(10, "--classes", help="Classes of the classifier head.")
+
+
+def _shape(text: str, classes: int) -> tuple[int, int, int]:
+    try:
+        shape = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        shape = ()
+    if len(shape) != 3 or min(shape) < 1 or classes < 1:
+        fail(f"--input-shape must be C,H,W of positive integers, e.g. 3,32,32, got {text!r}")
+    return shape  # type: ignore[return-value]
+
+
 @latency_app.command("profile")
 @reported
 def profile_cmd(
@@ -30,6 +46,8 @@ def profile_cmd(
     out: Path | None = typer.Option(
         None, "--out", help="Table file to write (default: the cache, ~/.cache/normnas/latency)."
     ),
+    input_shape: str = _SHAPE,
+    classes: int = _CLASSES,
     fit_archs: int = typer.Option(8, "--fit-archs", help="Whole networks timed for the fit."),
     quick: bool = typer.Option(False, "--quick", help="A short protocol (smoke tests only)."),
 ) -> None:
@@ -41,12 +59,13 @@ def profile_cmd(
 
     if fit_archs < 2:
         fail(f"--fit-archs must be >= 2, got {fit_archs}")
+    shape = _shape(input_shape, classes)
     tgt = Target(target, threads, batch)
     sp = make_space(space)
-    table = profile(sp, tgt, fit_archs=fit_archs, quick=quick, progress=say)
+    table = profile(sp, tgt, shape, classes, fit_archs=fit_archs, quick=quick, progress=say)
     if table.warning:
         typer.echo(table.warning, err=True)
-    path = table.save(out if out is not None else cache_path(table_key(sp, tgt)))
+    path = table.save(out if out is not None else cache_path(table_key(sp, tgt, shape, classes)))
     fit = table.fit
     typer.echo(
         f"latency table  {path}\n"
@@ -71,6 +90,8 @@ def predict_cmd(
         None, "--table", help="Table file (default: the cache, then the packaged NB201 one)."
     ),
     measure: bool = typer.Option(False, "--measure", help="Also time the network for real."),
+    input_shape: str = _SHAPE,
+    classes: int = _CLASSES,
 ) -> None:
     """Print the predicted latency of one architecture on the target."""
     from normnas.latency.predict import LatencyPredictor
@@ -81,12 +102,13 @@ def predict_cmd(
 
     tgt = Target(target, threads, batch)
     sp = make_space(space)
-    tab = stored_table(sp, tgt, table)
+    shape = _shape(input_shape, classes)
+    tab = stored_table(sp, tgt, table, shape, classes)
     a = sp.from_str(arch)
     ms = LatencyPredictor(tab, sp).predict(a)
     line = f"{ms:.3f} ms predicted on {tgt.label}  [{tab.path}]"
     if measure:
-        line += f"; {measure_network(sp, a, tgt):.3f} ms measured"
+        line += f"; {measure_network(sp, a, tgt, shape, classes):.3f} ms measured"
     typer.echo(line)
 
 

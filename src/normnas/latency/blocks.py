@@ -64,16 +64,40 @@ def _nb201_fixed(shape: Sequence[int], classes: int) -> list[str]:
     ]
 
 
-def _nb201_cell(arch: Sequence[str], c: int, h: int) -> list[str]:
+def _nb201_cell(
+    arch: Sequence[str], c: int, h: int, in_const: bool = False, fold: bool = False
+) -> tuple[list[str], bool]:
+    """The units of one cell, and whether its output is a constant. With `fold` (ONNX
+    Runtime folds constants and drops dead nodes when it loads a graph) a node without
+    edges is a constant zero, an op of a constant and a sum of constants are folded away,
+    and an op whose result never reaches the cell's output is dropped; without, every op
+    runs, as in eager PyTorch."""
+    terms = {node: [(op, src) for (dst, src), op in zip(EDGES, arch, strict=True)
+                    if dst == node and op != "none"] for node in (1, 2, 3)}  # fmt: skip
+    const = {0: in_const}
+    for node in (1, 2, 3):
+        const[node] = all(const[src] for _, src in terms[node]) if fold else False
+    live = {0, 1, 2, 3}
+    if fold:  # the nodes the output reads, through ops that are not folded
+        live = {3}
+        for node in (3, 2, 1):
+            if node in live and not const[node]:
+                live |= {src for _, src in terms[node] if not const[src]}
     out: list[str] = []
     for node in (1, 2, 3):
-        ops = [op for (dst, _), op in zip(EDGES, arch, strict=True) if dst == node]
-        terms = [op for op in ops if op != "none"]
-        out += [f"nb201.op {op} c{c} h{h}" for op in terms if op != "skip_connect"]
-        out += [f"nb201.add c{c} h{h}"] * max(len(terms) - 1, 0)
-        if not terms:
+        if node not in live or (fold and const[node]):
+            continue
+        if not terms[node]:
             out.append(f"nb201.zeros c{c} h{h}")
-    return out
+            continue
+        out += [f"nb201.op {op} c{c} h{h}" for op, src in terms[node]
+                if op != "skip_connect" and not const[src]]  # fmt: skip
+        acc = const[terms[node][0][1]]
+        for _, src in terms[node][1:]:
+            if not (acc and const[src]):  # a sum of two constants is folded
+                out.append(f"nb201.add c{c} h{h}")
+                acc = False
+    return out, const[3]
 
 
 # ---- macro --------------------------------------------------------------------------------
@@ -154,14 +178,23 @@ def _macro_all(space: Any, shape: Sequence[int], classes: int) -> set[str]:
 
 
 # ---- both ---------------------------------------------------------------------------------
-def units(space: SearchSpace, arch: Arch, shape: Sequence[int], classes: int) -> list[str]:
-    """The unit keys the network of `arch` runs, with repeats, in order."""
-    if space_name(space) == "nb201":
-        out = _nb201_fixed(shape, classes)
-        for c, h in _stages(shape):
-            out += _nb201_cell(arch, c, h) * NB201_N
-        return out
-    return _macro_units(space, arch, shape, classes)
+def units(
+    space: SearchSpace, arch: Arch, shape: Sequence[int], classes: int, fold: bool = False
+) -> list[str]:
+    """The unit keys the network of `arch` runs, with repeats, in order; `fold`: as a
+    runtime that folds constants runs it (see `_nb201_cell`)."""
+    if space_name(space) != "nb201":
+        return _macro_units(space, arch, shape, classes)
+    stem, *reduce, head = _nb201_fixed(shape, classes)
+    out = [stem]
+    for s, (c, h) in enumerate(_stages(shape)):
+        if s > 0:
+            out.append(reduce[s - 1])
+        cell, const = _nb201_cell(arch, c, h, False, fold)
+        if const:  # the network's output is a constant: a runtime that folds runs nothing
+            return []
+        out += cell * NB201_N
+    return [*out, head]
 
 
 def all_units(space: SearchSpace, shape: Sequence[int], classes: int) -> list[str]:

@@ -5,7 +5,8 @@ The constant is the overhead paid once per network (the runtime's call, the inpu
 output), fitted on the whole networks timed while profiling. The scale stays 1 unless the
 sum misses measurably: when, with the constant alone, the mean absolute relative error on
 those networks exceeds `SCALE_WHEN` (3%), scale and constant are fitted together by least
-squares (measured ~ scale * sum + constant) and kept if that lowers the error. Which one
+squares (measured ~ scale * sum + constant; the scale alone, through 0, when that constant
+would be negative) and kept if that lowers the error. Which one
 was used, and the errors of both, are written in the table's `fit`.
 """
 
@@ -23,6 +24,11 @@ from normnas.spaces.base import Arch, SearchSpace
 SCALE_WHEN = 0.03
 
 
+def folds_constants(target: str) -> bool:
+    """Does the runtime fold constant subgraphs when it loads a model (ONNX Runtime does)?"""
+    return target == "onnxruntime"
+
+
 def _error(sums: np.ndarray, measured: np.ndarray, scale: float, constant: float) -> float:
     return float(np.mean(np.abs(scale * sums + constant - measured) / measured))
 
@@ -37,6 +43,8 @@ def fit_correction(sums: Sequence[float], measured: Sequence[float]) -> dict[str
                            "error_constant": _error(s, m, 1.0, constant)}  # fmt: skip
     if out["error_constant"] > SCALE_WHEN and len(s) >= 3 and np.ptp(s) > 0:
         scale, const2 = (float(v) for v in np.polyfit(s, m, 1))
+        if const2 < 0:  # a negative overhead would predict < 0 ms for small networks
+            scale, const2 = float(s @ m / (s @ s)), 0.0
         error = _error(s, m, scale, const2)
         out["error_linear"] = error
         if scale > 0 and error < out["error_constant"]:
@@ -53,10 +61,11 @@ class LatencyPredictor:
         self.classes = int(table.key.get("classes", 10))
         self.scale = float(table.fit.get("scale", 1.0))
         self.constant = float(table.fit.get("constant", 0.0))
+        self.fold = folds_constants(str(table.key.get("target")))
 
     def unit_sum(self, arch: Arch) -> float:
         total = 0.0
-        for unit in blocks.units(self.space, arch, self.shape, self.classes):
+        for unit in blocks.units(self.space, arch, self.shape, self.classes, self.fold):
             entry = self.table.entries.get(unit)
             if entry is None:
                 raise LatencyTableError(

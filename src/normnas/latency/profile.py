@@ -20,7 +20,7 @@ import numpy as np
 from torch import nn
 
 from normnas.latency import blocks
-from normnas.latency.predict import fit_correction
+from normnas.latency.predict import fit_correction, folds_constants
 from normnas.latency.protocol import LoadWatch, time_call
 from normnas.latency.table import LatencyTable
 from normnas.latency.targets import Target, cpu_model, pinned, runner, runtime_versions
@@ -110,7 +110,8 @@ def profile(
                 progress(f"{i + 1}/{len(keys)} units timed")
         archs = sample_archs(space, fit_archs, seed)
         measured = [measure_network(space, a, target, shape, classes, protocol) for a in archs]
-    sums = [sum(entries[u] for u in blocks.units(space, a, shape, classes)) for a in archs]
+    fold = folds_constants(target.name)
+    sums = [sum(entries[u] for u in blocks.units(space, a, shape, classes, fold)) for a in archs]
     assert watch.load is not None
     table = LatencyTable(
         key=table_key(space, target, shape, classes),

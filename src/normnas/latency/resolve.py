@@ -57,13 +57,17 @@ def packaged_table() -> Path:
 
 
 def stored_table(
-    space: SearchSpace, target: Target, path: str | Path | None = None
+    space: SearchSpace,
+    target: Target,
+    path: str | Path | None = None,
+    shape: Sequence[int] = DEFAULT_SHAPE,
+    classes: int = DEFAULT_CLASSES,
 ) -> LatencyTable:
     """A table without profiling: `path`, else the cache, else the packaged NB201 table when
     its key matches; LatencyTableError (one line: what to run) when there is none."""
     from normnas.latency.table import LatencyTableError
 
-    key = table_key(space, target)
+    key = table_key(space, target, shape, classes)
     if path is not None:
         table = LatencyTable.read(path)
         table.check(key)

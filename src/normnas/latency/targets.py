@@ -112,6 +112,8 @@ class _PermutedChannelLayerNorm(nn.Module):
 
 def _onnx_ready(model: nn.Module) -> nn.Module:
     ready = copy.deepcopy(model)
+    if isinstance(ready, ChannelLayerNorm):  # a table's unit may be the norm alone
+        return _PermutedChannelLayerNorm(ready).eval()
     for name, module in list(ready.named_modules()):
         if isinstance(module, ChannelLayerNorm):
             parent, _, attr = name.rpartition(".")
