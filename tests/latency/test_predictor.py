@@ -79,3 +79,39 @@ def test_a_table_of_another_target_or_thread_count_is_refused(tmp_path):
     with pytest.raises(LatencyTableError, match=r"threads 1 \(wanted 2\)$") as err:
         table.check(table_key(space, Target("torch", threads=2), SHAPE, CLASSES))
     assert "\n" not in str(err.value) and str(path) in str(err.value)
+
+
+def test_onnxruntime_units_are_the_nodes_onnxruntime_keeps(tmp_path):
+    """Reference: ONNX Runtime's own optimized graph. A node without edges is a constant
+    zero, the conv on it is folded and the cell's node that nothing reads is dropped: the
+    convs, adds and pools it keeps are the units the predictor sums for it."""
+    pytest.importorskip("onnxruntime")
+    import io
+    import warnings
+
+    import onnx
+    import onnxruntime as ort
+    import torch
+
+    space = NB201Space()
+    # node 1: none (zero); node 2: avg pool of x (read by nobody); node 3: conv3x3(x) +
+    # conv1x1(node 1, a constant) + node 2 through none -> one conv and one add per cell
+    arch = ("none", "avg_pool_3x3", "nor_conv_3x3", "nor_conv_3x3", "nor_conv_1x1", "none")
+    keys = units(space, arch, SHAPE, CLASSES, fold=True)
+    net = fold_bn(space.build(arch, CLASSES, SHAPE[0]).eval()).eval()
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net, (torch.randn(1, *SHAPE),), buffer, dynamo=False, opset_version=17)
+    options = ort.SessionOptions()
+    options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    options.log_severity_level = 3
+    ort.InferenceSession(buffer.getvalue(), options, providers=["CPUExecutionProvider"])
+    nodes = [n.op_type for n in onnx.load(str(tmp_path / "optimized.onnx")).graph.node]
+    convs = sum(k.startswith(("nb201.op nor_conv", "nb201.stem")) for k in keys) + 3 * sum(
+        k.startswith("nb201.reduce") for k in keys
+    )  # a reduction block runs three convs
+    assert nodes.count("Conv") == convs == 1 + 15 + 6
+    assert nodes.count("Add") == sum(k.startswith("nb201.add") for k in keys) == 15
+    assert nodes.count("AveragePool") == 2  # the reductions' only: the cells' pool is dead
+    assert len(units(space, arch, SHAPE, CLASSES)) > len(keys)  # eager runs all of them
