@@ -88,7 +88,10 @@ def run_pareto_bench(
     objectives = ("accuracy", "latency")
     for r in range(runs):
         sampler = make_sampler(strategy, space, seed=seed + r, **(options or {}))
-        study = optuna.create_study(directions=rec.directions(objectives), sampler=sampler)
+        study = optuna.create_study(
+            directions=rec.directions(objectives),  # type: ignore[arg-type]
+            sampler=sampler,
+        )
         summary = run_search(study, space, evaluator, Budget(cost_s=budget), objectives,
                              dedup=dedup)  # fmt: skip
         front = []

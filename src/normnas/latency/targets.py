@@ -70,7 +70,7 @@ class Target:
 
 def runtime_versions(target: Target) -> dict[str, str]:
     """The versions a table's figures depend on (those of the target's runtime)."""
-    out = {"torch": torch.__version__}
+    out: dict[str, str] = {"torch": str(torch.__version__)}
     if target.name == "onnxruntime":
         import onnxruntime
 
@@ -129,7 +129,7 @@ def _onnx_session(model: nn.Module, x: torch.Tensor, threads: int) -> Any:
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            _onnx_ready(model), (x,), buffer, dynamo=False, opset_version=ONNX_OPSET,
+            _onnx_ready(model), (x,), buffer, dynamo=False, opset_version=ONNX_OPSET,  # type: ignore[arg-type]
             input_names=["input"], output_names=["output"],
         )  # fmt: skip
     options = ort.SessionOptions()
