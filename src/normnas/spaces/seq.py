@@ -272,7 +272,7 @@ class SeqSpace:
         kinds = {
             f"s{i}.b{j}.kind": params.get(f"s{i}.b{j}.kind")
             for i in range(len(self.stages))
-            for j in range(depths[f"s{i}.depth"])
+            for j in range(int(depths[f"s{i}.depth"]))
         }
         check_params(self.name, kinds, {k: choices[k] for k in kinds})
         active = {n: v for n, v in choices.items() if self._active(n, params)}
