@@ -267,12 +267,14 @@ class SeqSpace:
             raise ValueError(
                 f"seq: unknown parameter {unknown[0]!r}; expected some of {list(choices)}"
             )
-        depths = {f"s{i}.depth": params.get(f"s{i}.depth") for i in range(len(self.stages))}
+        depths: dict[str, Any] = {
+            f"s{i}.depth": params.get(f"s{i}.depth") for i in range(len(self.stages))
+        }
         check_params(self.name, depths, {k: choices[k] for k in depths})
         kinds = {
             f"s{i}.b{j}.kind": params.get(f"s{i}.b{j}.kind")
             for i in range(len(self.stages))
-            for j in range(int(depths[f"s{i}.depth"]))
+            for j in range(depths[f"s{i}.depth"])
         }
         check_params(self.name, kinds, {k: choices[k] for k in kinds})
         active = {n: v for n, v in choices.items() if self._active(n, params)}
