@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-from importlib import metadata as _metadata
-
-try:
-    __version__ = _metadata.version("normnas")
-except _metadata.PackageNotFoundError:  # running from a source tree without install
-    __version__ = "0.0.0"
+from normnas.version import __version__
 
 __all__ = ["__version__", "load_model"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import typer
 
-from normnas import __version__
+from normnas.version import __version__
 from normnas.cli.errors import OneLineErrorsGroup
 
 app = typer.Typer(

@@ -939,7 +939,7 @@ def versions() -> dict[str, str]:
     import numpy
     import torch
 
-    from normnas import __version__
+    from normnas.version import __version__
 
     return {
         "normnas": __version__,
