@@ -92,7 +92,10 @@ def import_graph(local: bool = True, type_checking: bool = False) -> dict[str, s
 # names of search/ and proxies/, so it sits above them; `assemble` (the parts of a run from a
 # config, the judge from `judges`) sits between the judges and what runs a search.
 LAYERS: list[tuple[str, ...]] = [
-    ("normnas", "normnas.version", "normnas.errors", "normnas.text", "normnas.log", "normnas.yaml_io"),
+    (
+        "normnas", "normnas.version", "normnas.errors", "normnas.text", "normnas.log",
+        "normnas.yaml_io",
+    ),
     ("normnas.nn", "normnas.data"),
     ("normnas.spaces", "normnas.train"),
     ("normnas.search",),

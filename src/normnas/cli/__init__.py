@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import typer
 
-from normnas.version import __version__
 from normnas.cli.errors import OneLineErrorsGroup
+from normnas.version import __version__
 
 app = typer.Typer(
     name="normnas",
@@ -41,8 +41,8 @@ from normnas.cli import baseline as _baseline  # noqa: E402
 from normnas.cli import bench as _bench  # noqa: E402
 from normnas.cli import report as _report  # noqa: E402
 from normnas.cli import search as _search  # noqa: E402
-from normnas.cli.latency import register as _register_latency  # noqa: E402
 from normnas.cli import slim as _slim  # noqa: E402
+from normnas.cli.latency import register as _register_latency  # noqa: E402
 
 _search.register(app)  # search, status, best, export, demo
 _bench.register(app)  # bench nb201

@@ -478,6 +478,7 @@ def export(
     if checkpoint_file is not None:
         checkpoint = checkpoint_file
     else:
+        assert study is not None  # one of the two, checked above
         s, url = _open(study, storage)
         checkpoint = ensure_final_model(s, url, data=data, data_root=data_root)
     done = export_model(checkpoint, out, fmt=fmt, fold_bn=fold_bn)

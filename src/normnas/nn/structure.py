@@ -17,7 +17,7 @@ counts it was built with (it does not in normnas's spaces: torch-pruning ran it 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -91,10 +91,10 @@ def apply_layer_shapes(model: nn.Module, shapes: Mapping[str, Mapping[str, Any]]
                 _shape(module, pname, tensor), dtype=tensor.dtype, device=tensor.device
             )
             setattr(module, pname, nn.Parameter(new, requires_grad=tensor.requires_grad))
-        for bname, tensor in list(module.named_buffers(recurse=False)):
-            if tensor is not None and tensor.dim() > 0:  # num_batches_tracked is a scalar
+        for bname, buf in list(module.named_buffers(recurse=False)):
+            if buf is not None and buf.dim() > 0:  # num_batches_tracked is a scalar
                 module._buffers[bname] = torch.empty(
-                    _shape(module, bname, tensor), dtype=tensor.dtype, device=tensor.device
+                    _shape(module, bname, buf), dtype=buf.dtype, device=buf.device
                 )
     return model
 
@@ -115,4 +115,4 @@ def _shape(module: nn.Module, name: str, old: torch.Tensor) -> tuple[int, ...]:
         return (module.num_channels,)
     if old.dim() != 1:
         raise ValueError(f"layer shapes: {type(module).__name__}.{name} is not per channel")
-    return (int(module.num_features),)
+    return (int(cast(int, module.num_features)),)

@@ -95,7 +95,7 @@ def _figure(
         ms, base_ms = r.get("latency_ms"), r.get("latency_unpruned_ms")
         return ms / base_ms if ms and base_ms else None
 
-    base_x = 1.0 if key == "latency" else base.get(key)
+    base_x = 1.0 if key == "latency" else float(base[key])
     pts = [(x, r["test_accuracy"], r) for r in rows if (x := x_of(r)) is not None]
     xs = [p[0] for p in pts] + [base_x]
     ys = [p[1] for p in pts] + [base["test_accuracy"]]

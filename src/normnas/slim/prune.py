@@ -126,7 +126,7 @@ def _pruners(tp: Any) -> dict[type[nn.Module], Any]:
     base = tp.pruner.function.BasePruningFunc
 
     class ChannelLayerNormPruner(base):  # type: ignore[misc, valid-type]
-        def prune_out_channels(self, layer: nn.Module, idxs: Sequence[int]) -> nn.Module:
+        def prune_out_channels(self, layer: Any, idxs: Sequence[int]) -> nn.Module:
             keep = sorted(set(range(layer.num_features)) - set(idxs))
             layer.num_features = len(keep)
             if layer.weight is not None:
@@ -136,13 +136,13 @@ def _pruners(tp: Any) -> dict[type[nn.Module], Any]:
 
         prune_in_channels = prune_out_channels
 
-        def get_out_channels(self, layer: nn.Module) -> int:
+        def get_out_channels(self, layer: Any) -> int:
             return int(layer.num_features)
 
         get_in_channels = get_out_channels
 
     class GroupNormPruner(base):  # type: ignore[misc, valid-type]
-        def prune_out_channels(self, layer: nn.Module, idxs: Sequence[int]) -> nn.Module:
+        def prune_out_channels(self, layer: Any, idxs: Sequence[int]) -> nn.Module:
             per_group = layer.num_channels // layer.num_groups
             keep = sorted(set(range(layer.num_channels)) - set(idxs))
             if len(keep) % per_group:  # prune_channels rounds to whole groups first
@@ -155,7 +155,7 @@ def _pruners(tp: Any) -> dict[type[nn.Module], Any]:
 
         prune_in_channels = prune_out_channels
 
-        def get_out_channels(self, layer: nn.Module) -> int:
+        def get_out_channels(self, layer: Any) -> int:
             return int(layer.num_channels)
 
         get_in_channels = get_out_channels
@@ -291,8 +291,12 @@ def _fit_untraced_inputs(model: nn.Module, example: torch.Tensor, traced: set[An
 
     def fit(m: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
         x = args[0]
-        plain = isinstance(m, nn.Conv2d) and m.groups == 1
-        if plain and x.shape[1] < m.in_channels and (m not in traced or not bool(x.any())):
+        if (
+            isinstance(m, nn.Conv2d)
+            and m.groups == 1
+            and x.shape[1] < m.in_channels
+            and (m not in traced or not bool(x.any()))
+        ):
             m.weight = nn.Parameter(m.weight.detach()[:, : x.shape[1]].clone())
             m.in_channels = int(x.shape[1])
 
