@@ -145,20 +145,26 @@ def test_a_killed_ablation_resumes_without_redoing_finished_cells(tmp_path: Path
 
 
 def test_time_budget_times_the_baseline_first_and_runs_it_once(tmp_path: Path) -> None:
+    # two seeds: the probe runs seed 0 alone, and the study's `seed` parameter must still
+    # offer both (Optuna refuses a parameter whose choices change within a study)
     url = f"sqlite:///{tmp_path / 't.db'}"
     args = [
         "ablate", "--arch", TINY_ARCH, "--factors", "norm,batch_size", "--levels", "norm=bn,gn",
-        "--levels", "batch_size=16,64", "--seeds", "1", "--epochs", "1", "--time", "20m",
+        "--levels", "batch_size=16,64", "--seeds", "2", "--epochs", "1", "--time", "20m",
         "--study", "abl", "--storage", url, "--no-progress",
     ]  # fmt: skip
     done = invoke(args, tmp_path)
     assert done.exit_code == 0, done.output
-    assert "design: full factorial: 4 cells; full 4 runs ~" in done.output
+    assert "design: full factorial: 4 cells; full 8 runs ~" in done.output
     assert "full factorial fits within the" in done.output  # the 20 min less the probe
     study = _study(url)
     assert study.trials[0].params == {"norm": "batchnorm", "batch_size": 16, "seed": 0}
-    points = Counter((t.params["norm"], t.params["batch_size"]) for t in study.trials)
-    assert points == Counter({(n, b): 1 for n in ("batchnorm", "groupnorm") for b in (16, 64)})
+    points = Counter(
+        (t.params["norm"], t.params["batch_size"], t.params["seed"]) for t in study.trials
+    )
+    assert points == Counter(
+        {(n, b, s): 1 for n in ("batchnorm", "groupnorm") for b in (16, 64) for s in (0, 1)}
+    )
 
 
 def test_ray_flags_are_laid_over_the_files_ray_mapping_key_by_key(tmp_path: Path) -> None:

@@ -52,10 +52,19 @@ class AblationSpace:
     name = "ablation"
 
     def __init__(
-        self, design: Design, seeds: Sequence[int], macro: MacroSpace, base_arch: MacroArch
+        self,
+        design: Design,
+        seeds: Sequence[int],
+        macro: MacroSpace,
+        base_arch: MacroArch,
+        seed_choices: Sequence[int] | None = None,
     ) -> None:
         self.design = design
         self.seeds = tuple(int(s) for s in seeds)
+        # the `seed` parameter's choices: all the study's seeds even when only some are run
+        # here (the --time probe runs seed 0 alone), since Optuna refuses a parameter whose
+        # choices change between trials of one study
+        self.seed_choices = self.seeds if seed_choices is None else tuple(seed_choices)
         self.macro = macro
         self.base_arch = macro.validate(base_arch)
         # seed-major: after a --time cut every cell has its first seeds, so pairs still form
@@ -66,7 +75,7 @@ class AblationSpace:
         out: dict[str, BaseDistribution] = {
             f.name: CategoricalDistribution(f.levels) for f in self.design.factors
         }
-        out[SEED_PARAM] = CategoricalDistribution(self.seeds)
+        out[SEED_PARAM] = CategoricalDistribution(self.seed_choices)
         return out
 
     def suggest(self, trial: optuna.Trial) -> Point:
@@ -81,8 +90,8 @@ class AblationSpace:
                 raise ValueError(f"ablation: {f.name}={params.get(f.name)!r} is not a level")
             cell.append(f.levels[f.levels.index(params[f.name])])
         seed = params.get(SEED_PARAM)
-        if seed not in self.seeds:
-            raise ValueError(f"ablation: seed={seed!r} is not one of {list(self.seeds)}")
+        if seed not in self.seed_choices:
+            raise ValueError(f"ablation: seed={seed!r} is not one of {list(self.seed_choices)}")
         return Point(tuple(cell), int(seed))
 
     def to_params(self, point: Point) -> dict[str, Any]:

@@ -388,7 +388,7 @@ def _probe(
 ) -> float:
     """Seconds of the baseline cell's first seed (run now unless already in the study)."""
     probe = Design("ofat", tuple(factors), (tuple(f.baseline for f in factors),), "probe")
-    space = AblationSpace(probe, seeds[:1], macro, arch)
+    space = AblationSpace(probe, seeds[:1], macro, arch, seed_choices=seeds)
     study = open_study(name, storage, ["maximize"], DesignSampler(space), NopPruner())
     _enqueue_missing(study, space)
     if study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,)):
