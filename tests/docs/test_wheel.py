@@ -20,6 +20,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = [
+    pytest.mark.docs,  # a minute of building: run by `make docs` (CI), not the default suite
     pytest.mark.skipif(importlib.util.find_spec("build") is None, reason="needs `build`"),
     pytest.mark.timeout(600),
 ]
