@@ -59,6 +59,7 @@ def build_parts(
             verify=cfg.verify,
             valid_fraction=cfg.valid_fraction,
             seed=cfg.seed,
+            sequences=cfg.space.name == "seq",
         )
     check_image_size(space, data)
     constraints = Constraints(**cfg.constraints.model_dump())

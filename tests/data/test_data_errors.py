@@ -437,8 +437,8 @@ def test_bare_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         load("pics/missing.npz")
     assert str(e.value) == (
         "unknown data set 'pics/missing.npz'; valid names: digits, cifar10, mnist, "
-        "fashion-mnist, npz:PATH, folder:PATH, ucr:NAME, or the path of an .npz file or image folder "
-        "(a path must exist)"
+        "fashion-mnist, npz:PATH, folder:PATH, ucr:NAME, or the path of an .npz file or image "
+        "folder (a path must exist)"
     )
 
 

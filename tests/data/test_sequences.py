@@ -62,8 +62,12 @@ def test_npz_sequences_are_n_t_c(tmp_path: Path) -> None:
     xt = rng.normal(size=(8, 12, 2)).astype(np.float32)
     path = tmp_path / "s.npz"
     np.savez(path, x=x, y=np.arange(30) % 3, x_test=xt, y_test=np.arange(8) % 3)
-    b = load(f"npz:{path}", valid_fraction=0.2)
+    b = load(f"npz:{path}", valid_fraction=0.2, sequences=True)  # as a seq space asks
     assert b.is_sequence and b.input_shape == (2, 12) and b.num_classes == 3
+    # without it, a 3-D float array is what it always was: N x H x W grey images
+    assert load(f"npz:{path}").image_size == (12, 2)
+    np.savez(tmp_path / "l.npz", x=x, y=np.arange(30) % 3, layout="ntc")  # the file says so
+    assert load(f"npz:{tmp_path / 'l.npz'}").input_shape == (2, 12)
     raw = b.test.x * torch.tensor(b.std)[None, :, None] + torch.tensor(b.mean)[None, :, None]
     torch.testing.assert_close(raw, torch.from_numpy(xt.transpose(0, 2, 1)), atol=1e-4, rtol=0)
 

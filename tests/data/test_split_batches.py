@@ -42,8 +42,10 @@ def test_drop_last_and_num_batches() -> None:
 
 
 def test_split_rejects_bad_shapes() -> None:
-    with pytest.raises(ValueError, match="N, C, H, W"):
-        Split(torch.zeros(3, 4, 4), torch.zeros(3, dtype=torch.long))
+    with pytest.raises(ValueError, match="N, C, H, W"):  # (N, C, T) sequences are 3-D
+        Split(torch.zeros(3, 4), torch.zeros(3, dtype=torch.long))
+    with pytest.raises(ValueError, match="images only"):  # crop and flip need images
+        Split(torch.zeros(3, 4, 4), torch.zeros(3, dtype=torch.long), augment=True)
     with pytest.raises(ValueError, match=r"Split\.y"):
         Split(torch.zeros(3, 1, 4, 4), torch.zeros(2, dtype=torch.long))
 

@@ -100,5 +100,6 @@ def test_export_command_writes_onnx_and_keras_and_names_bad_formats(study_folder
         ]
     unknown = run("--out", "m.tflite", "--format", "tflite")
     assert unknown.exit_code == 2 and unknown.output.strip() == (
-        "error: --format: unknown format 'tflite'; valid: state_dict, torchscript, onnx, keras"
+        "error: --format: unknown format 'tflite'; "
+        "valid: state_dict, pt2, onnx, keras, torchscript"
     )

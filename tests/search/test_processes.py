@@ -553,6 +553,8 @@ def test_the_heartbeat_is_written_while_the_trial_runs_and_stops_after(tmp_path:
 
 def test_stop_on_signals_turns_the_first_sigterm_into_keyboard_interrupt() -> None:
     before = signal.getsignal(signal.SIGTERM)
+    # SIGINT's handler as it was: Python's default, or SIG_IGN in a job started with `&`
+    before_int = signal.getsignal(signal.SIGINT)
     with pytest.raises(KeyboardInterrupt), stop_on_signals():
         os.kill(os.getpid(), signal.SIGTERM)
         time.sleep(5)  # the handler runs here
@@ -564,4 +566,4 @@ def test_stop_on_signals_turns_the_first_sigterm_into_keyboard_interrupt() -> No
         finally:
             os.kill(os.getpid(), signal.SIGTERM)  # a second one, during the cleanup: ignored
             time.sleep(0.1)
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.getsignal(signal.SIGINT) is before_int

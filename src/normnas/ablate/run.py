@@ -170,7 +170,7 @@ def ablation_data(cfg: AblateConfig) -> Any:
     few to tell treatments apart, and a designed experiment selects nothing on its score."""
     from normnas.data import load
 
-    data = load(cfg.data, root=cfg.data_root, seed=0)
+    data = load(cfg.data, root=cfg.data_root, seed=0, sequences=cfg.space == "seq")
     if cfg.space == "seq":
         data = dataclasses.replace(data, train=data.train_plus_valid(), valid=data.test)
     return data

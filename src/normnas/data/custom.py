@@ -48,10 +48,13 @@ def image_layout(shape: tuple[int, ...], where: str) -> str:
 SEQUENCE_LAYOUTS = ("ntc", "nhw")  # what an npz file's optional `layout` array may say
 
 
-def npz_layout(x: np.ndarray, stated: np.ndarray | None, where: str) -> str:
-    """The layout of an npz `x`: a 3-D array is (N, T, C) sequences when float and (N, H, W)
-    grey images when uint8 (pixels are bytes, time series are real numbers); an array
-    `layout` in the file ('ntc' or 'nhw') says it outright. 4-D arrays are images."""
+def npz_layout(
+    x: np.ndarray, stated: np.ndarray | None, where: str, sequences: bool = False
+) -> str:
+    """The layout of an npz `x`: an array `layout` in the file ('ntc' or 'nhw') says it
+    outright; else a 3-D float array is (N, T, C) sequences when `sequences` (a sequence
+    space asked for the data) and (N, H, W) grey images otherwise, as it always was; a 3-D
+    uint8 array is grey images (pixels are bytes). 4-D arrays are images."""
     if stated is not None:
         text = str(stated.item()) if stated.size == 1 else ""
         if text not in SEQUENCE_LAYOUTS:
@@ -61,7 +64,7 @@ def npz_layout(x: np.ndarray, stated: np.ndarray | None, where: str) -> str:
         if x.ndim != 3:
             raise DataError(f"{where}: layout={text!r} needs a 3-D x, got shape {x.shape}")
         return text
-    if x.ndim == 3 and np.issubdtype(x.dtype, np.floating):
+    if sequences and x.ndim == 3 and np.issubdtype(x.dtype, np.floating):
         return "ntc"
     return image_layout(x.shape, where)
 
@@ -147,13 +150,17 @@ def read_npz(path: Path) -> dict[str, np.ndarray]:
 
 
 def load_npz(
-    path: Path, valid_fraction: float = 0.1, seed: int = 0, num_classes: int | None = None
+    path: Path,
+    valid_fraction: float = 0.1,
+    seed: int = 0,
+    num_classes: int | None = None,
+    sequences: bool = False,
 ) -> DataBundle:
     """Arrays `x`, `y` (and optionally `x_test`, `y_test`, `num_classes`) from an .npz file.
 
     Images are N x H x W x C, N x C x H x W (C <= 4) or N x H x W; uint8 is scaled to [0, 1],
-    float is used as is. Sequences are N x T x C float (a 3-D float x; a 3-D uint8 x is
-    N x H x W grey images; an array `layout`, 'ntc' or 'nhw', overrides), used as (N, C, T).
+    float is used as is. Sequences are N x T x C float, used as (N, C, T): a 3-D float x read
+    with `sequences` (a sequence space), or any 3-D x whose file holds `layout='ntc'`.
     Without x_test/y_test a fixed stratified 20% becomes the test split.
     `num_classes` (argument, else the file's array) declares the class count; without it,
     it is max label + 1, refused when labels are far sparser (see `infer_num_classes`).
@@ -173,7 +180,7 @@ def load_npz(
     x = arrays["x"]
     if x.dtype != np.uint8 and not np.issubdtype(x.dtype, np.floating):
         raise DataError(f"{path}: x must be uint8 or float, got dtype {x.dtype}")
-    layout = npz_layout(x, arrays.get("layout"), f"{path} x")
+    layout = npz_layout(x, arrays.get("layout"), f"{path} x", sequences)
     check_images(x, f"{path} x")
     y = check_labels(arrays["y"], len(x), num_classes, f"{path} y")
     x_test = y_test = None

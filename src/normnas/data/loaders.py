@@ -39,6 +39,7 @@ def load(
     valid_fraction: float = 0.1,
     seed: int = 0,
     num_classes: int | None = None,
+    sequences: bool = False,
 ) -> DataBundle:
     """Load data set `name` as train/valid/test splits normalized with train-split statistics.
 
@@ -47,7 +48,8 @@ def load(
     downloaded data lives (default $NORMNAS_DATA or ~/.cache/normnas/data); `verify=False`
     accepts archives whose MD5 differs from the official one (a repack). The valid split is
     `valid_fraction` of the training data, stratified, chosen by `seed`. `num_classes`
-    declares the class count (labels must be below it).
+    declares the class count (labels must be below it). `sequences` reads a 3-D float npz
+    array as (N, T, C) sequences rather than (N, H, W) grey images (a sequence space's data).
     """
     check_split_args(valid_fraction, seed)
     if num_classes is not None and (isinstance(num_classes, bool) or int(num_classes) < 1):
@@ -77,7 +79,9 @@ def load(
     if lower.startswith("npz:"):
         from normnas.data.custom import load_npz
 
-        return load_npz(Path(key[4:]).expanduser(), valid_fraction, seed, num_classes)
+        return load_npz(
+            Path(key[4:]).expanduser(), valid_fraction, seed, num_classes, sequences
+        )
     if lower.startswith("ucr:"):
         from normnas.data.ucr import load_ucr
 
@@ -94,7 +98,7 @@ def load(
     if key and path.is_file():
         from normnas.data.custom import load_npz
 
-        return load_npz(path, valid_fraction, seed, num_classes)
+        return load_npz(path, valid_fraction, seed, num_classes, sequences)
     raise DataError(
         f"unknown data set {name!r}; valid names: {', '.join(DATASET_NAMES)}, or the path "
         "of an .npz file or image folder (a path must exist)"
