@@ -104,8 +104,15 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a one-minute smoke test")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--sparsity", type=float, default=None)
+    parser.add_argument(
+        "--retime", action="store_true",
+        help="only time the saved networks again (more rounds; run it on an idle machine)",
+    )  # fmt: skip
     args = parser.parse_args()
     name = "quick" if args.quick else args.protocol
+    if args.retime:
+        retime(RESULTS / f"slim_cifar_{name}.work", PROTOCOLS[name]["image_size"])
+        return
     p = dict(PROTOCOLS[name])
     if args.sparsity is not None:
         p["sparsity"] = args.sparsity
@@ -175,6 +182,27 @@ def main() -> None:
               f"latency {r['speedup']:.2f}x (>= 1.3x: {ok[1]}), test "
               f"{100 * (r['test_accuracy'] - base['test_accuracy']):+.2f} points "
               f"(within 1: {ok[2]})")  # fmt: skip
+
+
+def retime(folder: Path, size: int, rounds: int = 15) -> None:
+    """Batch-1 latency of each saved pruned network against the unpruned one, paired as the
+    run does it (alternating rounds, BN folded, 1 thread) with more rounds, and the load."""
+    import os
+
+    from normnas.search.final import load
+    from normnas.slim.run import paired_latency
+
+    torch.set_num_threads(1)
+    base, _ = load(folder / "unpruned.pt")
+    load_before = os.getloadavg()[0]
+    print(f"retime {folder.name}: 1 thread, batch 1, {rounds} paired rounds, "
+          f"load {load_before:.2f} before")  # fmt: skip
+    for path in sorted(folder.glob("*-0.*.pt")):
+        model, _ = load(path)
+        ms, base_ms, reliable = paired_latency(model, base, (3, size, size), 50, rounds)
+        print(f"{path.stem:<12} {ms:7.3f} ms  unpruned {base_ms:7.3f} ms  "
+              f"speedup {base_ms / ms:5.2f}x{'' if reliable else '  (unreliable rounds)'}")
+    print(f"load {os.getloadavg()[0]:.2f} after")
 
 
 if __name__ == "__main__":
