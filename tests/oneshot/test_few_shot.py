@@ -110,12 +110,13 @@ def test_prepare_supernet_splits_at_equal_cost(tmp_path) -> None:
         assert load_checkpoint(sub_checkpoint(ckpt, EDGE, op))["epochs"] == 1
 
 
-@pytest.mark.parametrize("edge", [6, -1, "4<-0", "x"])
+@pytest.mark.parametrize("edge", [6, -1, "4<-0", "x", "9"])
 def test_bad_edge_is_one_line_naming_the_field(edge: object) -> None:
     with pytest.raises(ConfigError) as err:
         parse_config({"space": "nb201", "evaluator": "supernet", "oneshot": {"few_shot": edge}})
     message = str(err.value)
     assert "\n" not in message and "few_shot" in message and "0-5" in message
+    assert message.endswith(f"got {edge!r}")  # the value as given, quoted once
     with pytest.raises(ConfigError, match=r"^few_shot: expected an edge"):
         SupernetOptions(few_shot=edge)  # type: ignore[arg-type]
 

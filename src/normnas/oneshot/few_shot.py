@@ -44,13 +44,14 @@ def parse_edge(value: Any) -> int:
     message names the expected values; the caller names the field)."""
     if isinstance(value, str) and value.strip() in EDGE_NAMES:
         return EDGE_NAMES.index(value.strip())
+    given = value  # as typed: the message quotes it (a CLI string stays a string)
     if isinstance(value, str) and value.strip().isdigit():
         value = int(value.strip())
     if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(EDGES):
         return value
     raise ValueError(
         f"expected an edge of the NB201 cell, an index 0-{len(EDGES) - 1} or one of "
-        f"{', '.join(EDGE_NAMES)}, got {value!r}"
+        f"{', '.join(EDGE_NAMES)}, got {given!r}"
     )
 
 
