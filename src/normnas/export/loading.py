@@ -63,18 +63,9 @@ def _read(path: Path) -> dict[str, Any]:
 def _load_folded(path: Path, ckpt: dict[str, Any]) -> nn.Module:
     """A folded export: the same architecture folded the same way, then its weights."""
     from normnas.nn import fold_bn
-    from normnas.search.spaces import space_from_spec
+    from normnas.search.final import rebuild_network
 
-    try:
-        space = space_from_spec(ckpt["space"])
-        model = space.build(space.from_str(ckpt["arch"]), ckpt["num_classes"], ckpt["in_channels"])
-        if ckpt.get("layer_shapes"):  # a pruned network (normnas slim): its channel counts
-            from normnas.nn.structure import apply_layer_shapes
-
-            apply_layer_shapes(model, ckpt["layer_shapes"])
-    except (ValueError, KeyError) as e:
-        raise ExportError(f"{path}: its architecture cannot be rebuilt ({e})") from None
-    folded = fold_bn(model.eval())
+    folded = fold_bn(rebuild_network(path, ckpt).eval())
     try:
         folded.load_state_dict(ckpt["state_dict"])
     except RuntimeError as e:

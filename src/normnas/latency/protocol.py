@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from normnas.train.threads import cpu_count
+from normnas.train.threads import cpu_count, machine_busy_s, own_cpu_s
 
 BUSY_LIMIT = 0.5  # cores kept busy by other processes above which figures are unreliable
 
@@ -52,25 +52,6 @@ def time_call(
             times.append((time.perf_counter() - start) * 1e3)
         medians.append(statistics.median(times))
     return min(medians)
-
-
-def _busy_s() -> float | None:
-    """Busy CPU seconds of the whole machine since boot (all but idle and iowait)."""
-    try:
-        with open("/proc/stat") as f:
-            fields = f.readline().split()
-    except OSError:
-        return None
-    if not fields or fields[0] != "cpu":
-        return None
-    ticks = [int(v) for v in fields[1:]]
-    idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)
-    return (sum(ticks[:8]) - idle) / os.sysconf("SC_CLK_TCK")
-
-
-def _own_s() -> float:
-    t = os.times()
-    return t.user + t.system + t.children_user + t.children_system
 
 
 def load_average() -> float | None:
@@ -130,12 +111,12 @@ class LoadWatch:
         self.load: Load | None = None
 
     def __enter__(self) -> LoadWatch:
-        self._wall, self._busy, self._own = time.monotonic(), _busy_s(), _own_s()
+        self._wall, self._busy, self._own = time.monotonic(), machine_busy_s(), own_cpu_s()
         self._load = load_average()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        wall, busy, own = time.monotonic(), _busy_s(), _own_s()
+        wall, busy, own = time.monotonic(), machine_busy_s(), own_cpu_s()
         others = None
         if busy is not None and self._busy is not None and wall > self._wall:
             others = max(((busy - self._busy) - (own - self._own)) / (wall - self._wall), 0.0)

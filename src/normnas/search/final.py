@@ -139,6 +139,21 @@ def save(final: FinalModel, path: str | Path) -> Path:
     return final.path
 
 
+
+def rebuild_network(path: str | Path, ckpt: dict[str, Any]) -> nn.Module:
+    """The untrained network a checkpoint's weights belong to: its space's architecture,
+    with a pruned network's channel counts (`normnas slim`) applied; ExportError if not."""
+    try:
+        space = space_from_spec(ckpt["space"])
+        model = space.build(space.from_str(ckpt["arch"]), ckpt["num_classes"], ckpt["in_channels"])
+        if ckpt.get("layer_shapes"):  # a pruned network (normnas slim): its channel counts
+            from normnas.nn.structure import apply_layer_shapes
+
+            apply_layer_shapes(model, ckpt["layer_shapes"])
+    except (ValueError, KeyError) as e:
+        raise ExportError(f"{path}: its architecture cannot be rebuilt ({_reason(e)})") from None
+    return model
+
 def load(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     """The model (eval mode) and checkpoint dict of a saved normnas checkpoint.
 
@@ -160,15 +175,7 @@ def load(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     missing = [k for k in CHECKPOINT_KEYS if not isinstance(ckpt, dict) or k not in ckpt]
     if missing:
         raise ExportError(f"{path}: not a normnas checkpoint (no {', '.join(missing)})")
-    try:
-        space = space_from_spec(ckpt["space"])
-        model = space.build(space.from_str(ckpt["arch"]), ckpt["num_classes"], ckpt["in_channels"])
-        if ckpt.get("layer_shapes"):  # a pruned network (normnas slim): its channel counts
-            from normnas.nn.structure import apply_layer_shapes
-
-            apply_layer_shapes(model, ckpt["layer_shapes"])
-    except (ValueError, KeyError) as e:
-        raise ExportError(f"{path}: its architecture cannot be rebuilt ({_reason(e)})") from None
+    model = rebuild_network(path, ckpt)
     try:
         model.load_state_dict(ckpt["state_dict"])
     except RuntimeError as e:

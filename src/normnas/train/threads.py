@@ -37,7 +37,7 @@ class _Look:
 _last: _Look | None = None
 
 
-def _machine_busy_s() -> float | None:
+def machine_busy_s() -> float | None:
     """Busy CPU seconds of the whole machine since boot (all but idle and iowait)."""
     try:
         with open("/proc/stat") as f:
@@ -53,13 +53,13 @@ def _machine_busy_s() -> float | None:
     return (total - idle) / os.sysconf("SC_CLK_TCK")
 
 
-def _own_cpu_s() -> float:
+def own_cpu_s() -> float:
     t = os.times()
     return t.user + t.system + t.children_user + t.children_system
 
 
 def _look() -> _Look:
-    return _Look(time.monotonic(), _machine_busy_s(), _own_cpu_s())
+    return _Look(time.monotonic(), machine_busy_s(), own_cpu_s())
 
 
 def others_busy_cores() -> float:
