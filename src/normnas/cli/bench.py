@@ -177,7 +177,7 @@ def _pareto(
         f"± {100 * result.std_hv_share:.1f} % of the true front's over "
         f"{plural(runs, 'run')} (seeds {seed}..{seed + runs - 1}), budget {budget:g} s, "
         f"{result.mean_queries:.1f} queries and {result.mean_front_size:.1f} front points/run, "
-        f"wall {result.wall_s:.1f} s  [latency: {result.latency_table}]"
+        f"wall {result.wall_s:.1f} s  [latency predicted from {result.latency_table}, not measured]"
     )
 
 
