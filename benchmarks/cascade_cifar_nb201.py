@@ -39,8 +39,14 @@ def main() -> None:
     parser.add_argument("--evaluator", default=None)
     parser.add_argument("--strategy", default=None)
     parser.add_argument("--gpu", action="store_true")
+    parser.add_argument(
+        "--threads", type=int, default=None,
+        help="pin the search to N threads (two 1-thread seeds share the 2 cores side by side)",
+    )  # fmt: skip
     args = parser.parse_args()
     name = f"{args.cascade or args.evaluator or args.strategy or 'auto'}-{args.time}-s{args.seed}"
+    if args.threads:
+        name += f"-t{args.threads}"
     name = name.replace(":", "_").replace(",", "+")
     folder = OUT / name
     folder.mkdir(parents=True, exist_ok=True)
@@ -62,11 +68,15 @@ def main() -> None:
         cmd += ["--device", "cuda"]
     load0 = os.getloadavg()[0]
     t0 = time.monotonic()
-    done = subprocess.run(cmd, cwd=folder, capture_output=True, text=True, check=False)
+    env = dict(os.environ)
+    if args.threads:
+        env.update(NORMNAS_THREADS=str(args.threads), OMP_NUM_THREADS=str(args.threads))
+    done = subprocess.run(cmd, cwd=folder, capture_output=True, text=True, check=False, env=env)
     wall = time.monotonic() - t0
     (folder / "output.txt").write_text(done.stdout + done.stderr)
     row = {"command": " ".join(cmd), "rc": done.returncode, "wall_s": round(wall, 1),
-           "load_before": load0, "load_after": os.getloadavg()[0]}  # fmt: skip
+           "load_before": load0, "load_after": os.getloadavg()[0],
+           "threads": args.threads or os.cpu_count()}  # fmt: skip
     row.update(_found(folder))
     with LOG.open("a") as f:
         f.write(json.dumps(row) + "\n")
@@ -86,6 +96,7 @@ def _found(folder: Path) -> dict[str, object]:
     front = rec.best_records(study)
     out: dict[str, object] = {
         "cascade": (study_meta(study).get("config") or {}).get("cascade"),
+        "proxies": (study_meta(study).get("config") or {}).get("proxies"),
         "funnel": study.user_attrs.get("cascade"),
         "trained": sum(1 for r in rec.records(study) if r.evaluated),
         "final_note": study.user_attrs.get("final_note"),

@@ -32,10 +32,12 @@ from scipy.stats import kendalltau, spearmanr
 from normnas.bench.proxy_scores import ProxyScores
 from normnas.bench.table import NB201Table, TableEvaluator
 from normnas.judges.combiner import Candidate, Combiner
+from normnas.proxies.registry import DEFAULT_PROXIES, parse_proxies
 from normnas.spaces import NB201Space
 
 RESULTS = Path(__file__).parent / "results"
-CHEAP = ("synflow", "jacov", "naswot", "bn_indicator", "supernet")
+OLD_TRIO = ("synflow", "jacov", "naswot")  # the vote before MeCo and regularized SWAP
+JUDGES = ("bn_indicator", "supernet")  # the weight-sharing benchmark's judges
 SUPERNET = "supernet affine running"  # the best supernet mode over the 100 cells
 
 
@@ -43,7 +45,7 @@ def load() -> tuple[list[Candidate], dict[str, float], dict[str, float], dict[st
     space = NB201Space()
     table = NB201Table.load(None)
     ev = TableEvaluator(table, space)
-    proxies = ProxyScores.load()
+    proxies = ProxyScores.load(None, ProxyScores.load().header["proxies"])  # every column
     judged: dict[str, dict[str, float]] = {}
     anchors: dict[str, float] = {}
     for line in (RESULTS / "oneshot_nb201_cpu.jsonl").read_text().splitlines():
@@ -83,20 +85,31 @@ def taus(pred: np.ndarray, target: np.ndarray) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--draws", type=int, default=50)
+    parser.add_argument(
+        "--proxies",
+        default=",".join(DEFAULT_PROXIES),
+        help="the vote and the combiner",
+    )
     args = parser.parse_args()
     t0 = time.perf_counter()
     pool, short, test, anchors = load()
+    voting = parse_proxies(args.proxies)
+    cheap = (*voting, *JUDGES)
+    shipped = tuple(p for p in pool[0].scores if p not in (*JUDGES, "params"))
     keys = [c.key for c in pool]
     y_test = np.array([test[k] for k in keys])
     print(f"{len(pool)} cells; judges against test_acc_200ep\n")
     print("| judge | cells | Kendall τ | Spearman ρ |")
     print("|---|---|---|---|")
     rows: list[tuple[str, np.ndarray]] = [
-        (name, np.array([c.scores[name] for c in pool])) for name in (*CHEAP, "params")
+        (name, np.array([c.scores[name] for c in pool])) for name in (*shipped, *JUDGES, "params")
     ]
-    proxy_vote = Combiner(NB201Space(), ("synflow", "jacov", "naswot")).vote(pool)
-    all_vote = Combiner(NB201Space(), CHEAP).vote(pool)
-    rows += [("vote of the 3 proxies", proxy_vote), ("vote of all 5 cheap judges", all_vote)]
+    space = NB201Space()
+    rows += [
+        ("vote of synflow, jacov, naswot", Combiner(space, OLD_TRIO).vote(pool)),
+        (f"vote of {', '.join(voting)}", Combiner(space, voting).vote(pool)),
+        (f"vote of all {len(cheap)} cheap judges", Combiner(space, cheap).vote(pool)),
+    ]
     rows.append(("short training (valid_acc_12ep)", np.array([short[k] for k in keys])))
     for name, values in rows:
         t, r = taus(values, y_test)
@@ -104,7 +117,8 @@ def main() -> None:
     a_keys = [k for k in keys if k in anchors]
     t, r = taus(np.array([anchors[k] for k in a_keys]), np.array([test[k] for k in a_keys]))
     print(f"| anchor: cells trained alone 20 epochs | {len(a_keys)} | {t:.3f} | {r:.3f} |")
-    print("\ncombiner fitted on k cells judged by short training, scored on the other 100 - k")
+    print(f"\ncombiner on {', '.join(cheap)} + the one-hot cell, fitted on k cells judged by "
+          "short training, scored on the other 100 - k")  # fmt: skip
     print("| k | fitted model τ | ρ | as used (trust rule) τ | vote on the same cells τ |")
     print("|---|---|---|---|---|")
     for k in (10, 20, 50):
@@ -113,7 +127,7 @@ def main() -> None:
             rng = np.random.default_rng([k, d])
             idx = rng.permutation(len(pool))
             train, held = idx[:k], idx[k:]
-            comb = Combiner(NB201Space(), CHEAP, min_points=min(8, k - 2))
+            comb = Combiner(space, cheap, min_points=min(8, k - 2))
             x = comb.features(pool)
             y = [short[keys[i]] for i in train]
             comb.fit(x[train], y)
@@ -123,9 +137,9 @@ def main() -> None:
             fit_r.append(fr)
             trusted = comb.earns_trust(x[train], y)
             comb.fit(x[train], y)
-            used = pred if trusted else x[held, len(CHEAP)]
+            used = pred if trusted else x[held, len(cheap)]
             used_t.append(taus(used, y_test[held])[0])
-            vote_t.append(taus(x[held, len(CHEAP)], y_test[held])[0])
+            vote_t.append(taus(x[held, len(cheap)], y_test[held])[0])
         print(
             f"| {k} | {np.mean(fit_t):.3f} ± {np.std(fit_t):.3f} | {np.mean(fit_r):.3f} | "
             f"{np.mean(used_t):.3f} ± {np.std(used_t):.3f} | {np.mean(vote_t):.3f} |"

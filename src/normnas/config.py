@@ -275,7 +275,9 @@ class RunConfig(_Model):
     method: Literal["darts", "gdas", "drnas"] | None = None
     gradient: GradientConfig = Field(default_factory=GradientConfig)
     # zero-cost proxies: the judge's (`evaluator: proxy`) and the warm-up's
-    proxies: list[str] = Field(default_factory=lambda: ["synflow", "jacov", "naswot"])
+    proxies: list[str] = Field(
+        default_factory=lambda: ["synflow", "jacov", "naswot", "meco", "swap_reg"]
+    )
     proxy_warmup: int = Field(0, ge=0)  # score N random archs first, start from the best
     # a cascade of judges, cheapest first: "proxy:2000,bn-indicator:200,train:20" (see
     # normnas.judges.cascade); its last stage is the search's judge

@@ -12,6 +12,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -114,7 +115,7 @@ def test_a_killed_workers_trial_is_requeued_by_the_heartbeat_and_run_by_another(
     optuna.create_study(study_name=STUDY, storage=open_storage(postgres_url), direction="maximize")
     # two separate commands on one study, as on two machines: no parent watches either
     doomed = _start(tiny, postgres_url, "--trials", "30", env=beat)
-    survivor = _start(tiny, postgres_url, "--trials", "8", env=beat)
+    survivor: Any = None
     try:
 
         def doomed_trial() -> FrozenTrial | None:
@@ -128,14 +129,16 @@ def test_a_killed_workers_trial_is_requeued_by_the_heartbeat_and_run_by_another(
             )
 
         victim = support.wait_for(doomed_trial, doomed)
-        support.wait_for(lambda: any(_owner_pid(t) == survivor.pid for t in _trials(postgres_url)),
-                  survivor)  # fmt: skip
         os.killpg(doomed.pid, signal.SIGKILL)
         doomed.wait(30)
+        # the survivor starts once the victim's heartbeat is stale: its first trial's check
+        # must find it (started beside it, a fast survivor could finish its 8 trials first)
+        time.sleep(grace + 2 * interval)
+        survivor = _start(tiny, postgres_url, "--trials", "8", env=beat)
         _finish(survivor)
     finally:
         for proc in (doomed, survivor):
-            if proc.poll() is None:
+            if proc is not None and proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL)
 
     trials = {t.number: t for t in _trials(postgres_url)}

@@ -179,6 +179,45 @@ def test_swap_counts_distinct_unit_patterns_over_the_samples() -> None:
     assert measures.swap(net, (x, y)) == expected
 
 
+@pytest.mark.parametrize("n", [5, 64, 70, 130])
+def test_swap_packing_counts_the_same_distinct_columns_as_a_plain_unique(n: int) -> None:
+    """Packed 64 samples to a word, the count equals numpy's unique over boolean rows,
+    past one word too, with duplicated and all-off units."""
+    g = torch.Generator().manual_seed(n)
+    bits = torch.rand(n, 3000, generator=g) > 0.5
+    bits[:, 1000:2000] = bits[:, :1000]
+    bits[:, 2500:] = False
+    expected = len(np.unique(bits.numpy().T, axis=0))
+    assert measures._distinct_columns(bits) == expected
+
+
+def test_regularized_swap_is_the_papers_gaussian_of_the_size_in_thousands() -> None:
+    # 1,000 parameters is 1 thousand: at mu exactly, the score is SWAP itself
+    assert measures.regularized_swap(500.0, 1000, mu_k=1.0, sigma=2.0) == 500.0
+    assert measures.regularized_swap(500.0, 3000, mu_k=1.0, sigma=2.0) == pytest.approx(
+        500.0 * math.exp(-4.0 / 2.0)
+    )
+    with pytest.raises(ValueError, match="sigma"):
+        measures.regularized_swap(1.0, 1.0, mu_k=1.0, sigma=0.0)
+
+
+def test_swap_reg_scores_swap_times_the_size_prior_and_needs_one() -> None:
+    from normnas.errors import ConfigError
+    from normnas.proxies.registry import SizePrior, score_all
+
+    net, batch = _conv_net(), _images()
+    prior = SizePrior.of_sizes([10_000.0, 20_000.0, 40_000.0])  # 10, 20, 40 thousand
+    assert prior.mu_k == 40.0
+    assert prior.sigma == pytest.approx(np.var([10.0, 20.0, 40.0]))
+    scores, _ = score_all(net, batch, ("swap", "swap_reg"), size_prior=prior)
+    n_params = sum(p.numel() for p in net.parameters())
+    assert scores["swap_reg"] == pytest.approx(
+        scores["swap"] * math.exp(-((n_params / 1e3 - 40.0) ** 2) / prior.sigma)
+    )
+    with pytest.raises(ConfigError, match="swap_reg"):
+        score_all(net, batch, ("swap_reg",))
+
+
 def test_zen_ignores_the_models_weights_but_not_its_shape() -> None:
     """Zen re-draws every weight from N(0, 1): trained or scaled weights change nothing."""
     net = _conv_net()

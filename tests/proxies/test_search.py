@@ -89,6 +89,22 @@ def test_proxy_evaluator_search_scores_are_z_sums_against_the_reference(digits) 
     assert first.extra["accuracy_is"] == "proxy_z_sum:synflow,naswot" and first.cost_s > 0
 
 
+def test_the_evaluators_regularized_swap_aims_at_the_largest_network_of_the_space(digits) -> None:  # type: ignore[no-untyped-def]
+    ev = ProxyEvaluator(SPACE, digits, ("swap", "swap_reg"), batch_size=16)
+    prior = ev.size_prior()
+    assert prior is not None
+    # the prior's 64 networks, drawn again: the largest keeps its whole SWAP score
+    rng = np.random.default_rng([0, 0x517E])
+    archs = [SPACE.sample(rng) for _ in range(64)]
+    sizes = [sum(p.numel() for p in ev.build(a).parameters()) for a in archs]
+    assert prior.mu_k == pytest.approx(max(sizes) / 1e3)
+    largest, smallest = archs[int(np.argmax(sizes))], archs[int(np.argmin(sizes))]
+    big = ev.scores(largest)
+    assert big["swap_reg"] == pytest.approx(big["swap"])
+    small = ev.scores(smallest)
+    assert small["swap"] > 0 and small["swap_reg"] < small["swap"]
+
+
 def test_a_single_proxy_evaluator_reports_the_raw_score(digits) -> None:  # type: ignore[no-untyped-def]
     ev = ProxyEvaluator(SPACE, digits, "synflow", batch_size=8)
     arch = SPACE.sample(np.random.default_rng(3))
@@ -147,6 +163,18 @@ def test_bench_warmup_charges_its_seconds_and_starts_from_the_top(tmp_path: Path
     assert result.mean_warmup_s == pytest.approx(100.0)
     assert all(o.spent_s >= 3000.0 and o.warmup_s == 100.0 for o in result.outcomes)
     assert result.summary()["proxy_warmup"] == 100
+
+
+def test_a_score_file_votes_with_and_charges_only_the_chosen_proxies(tmp_path: Path) -> None:
+    path = _score_file(tmp_path / "s.jsonl.gz")
+    both = ProxyScores.load(path)  # none of the default proxies in it: all of its own
+    assert both.proxies == ("oracle", "oracle_again")
+    assert set(both.cost_s.values()) == {1.0}
+    one = both.select(("oracle",))
+    assert one.proxies == ("oracle",) and set(one.cost_s.values()) == {0.5}
+    assert all(set(row) == {"oracle"} for row in one.scores.values())
+    with pytest.raises(DataError, match=r"s\.jsonl\.gz: no scores for synflow; it has oracle"):
+        ProxyScores.load(path, "synflow")
 
 
 def test_bench_warmup_without_a_score_file_is_a_one_line_error(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import gzip
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -21,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from normnas.errors import DataError
+from normnas.proxies.registry import DEFAULT_PROXIES, parse_proxies
 from normnas.proxies.warmup import WarmupPick, rank_picks
 from normnas.spaces.nb201 import NB201Arch, NB201Space
 
@@ -35,13 +37,44 @@ class ProxyScores:
 
     path: str
     header: dict[str, Any]
-    proxies: tuple[str, ...]
+    proxies: tuple[str, ...]  # the proxies this run votes with (and is charged for)
     scores: dict[str, dict[str, float]]
-    cost_s: dict[str, float]  # build + all proxies' seconds of the class
+    cost_s: dict[str, float]  # build + the voting proxies' seconds of the class
+    seconds: dict[str, dict[str, float]] | None = None  # every proxy's seconds, per class
+    build_s: dict[str, float] | None = None
 
     @classmethod
-    def load(cls, path: str | Path | None = None) -> ProxyScores:
-        """Read `path` (JSON lines, gzip if it starts so); None reads the packaged file."""
+    def load(
+        cls, path: str | Path | None = None, proxies: str | Sequence[str] | None = None
+    ) -> ProxyScores:
+        """Read `path` (JSON lines, gzip if it starts so); None reads the packaged file.
+
+        `proxies` chooses the vote (and what is charged): None takes the default proxies
+        the file has (`DEFAULT_PROXIES`), or all of the file's if it has none of them.
+        """
+        loaded = cls._load(path)
+        if proxies is None:
+            chosen = tuple(p for p in DEFAULT_PROXIES if p in loaded.proxies) or loaded.proxies
+        else:
+            chosen = parse_proxies(proxies)
+        return loaded.select(chosen)
+
+    def select(self, names: Sequence[str]) -> ProxyScores:
+        """The same scores voting with (and charging) only `names`."""
+        missing = [n for n in names if n not in self.proxies]
+        if missing:
+            raise DataError(
+                f"{self.path}: no scores for {', '.join(missing)}; it has {', '.join(self.proxies)}"
+            )
+        assert self.seconds is not None and self.build_s is not None
+        cost = {k: self.build_s[k] + sum(self.seconds[k][n] for n in names) for k in self.scores}
+        scores = {k: {n: row[n] for n in names} for k, row in self.scores.items()}
+        return ProxyScores(
+            self.path, self.header, tuple(names), scores, cost, self.seconds, self.build_s
+        )
+
+    @classmethod
+    def _load(cls, path: str | Path | None = None) -> ProxyScores:
         if path is None:
             ref = resources.files("normnas.bench") / "data" / DEFAULT_PROXY_FILE
             name = f"<packaged {DEFAULT_PROXY_FILE}>"
@@ -74,19 +107,20 @@ class ProxyScores:
             raise DataError(f"{name}: the header names no proxies")
         space = NB201Space()
         scores: dict[str, dict[str, float]] = {}
-        cost: dict[str, float] = {}
+        seconds: dict[str, dict[str, float]] = {}
+        build: dict[str, float] = {}
         for k, row in enumerate(lines[1:], start=2):
             try:
                 key = space.to_str(space.canonical(space.from_str(row["arch"])))
                 scores[key] = {p: _value(row["scores"][p]) for p in proxies}
-                cost[key] = float(row.get("build_s", 0.0)) + sum(
-                    float(row["seconds"][p]) for p in proxies
-                )
+                seconds[key] = {p: float(row["seconds"][p]) for p in proxies}
+                build[key] = float(row.get("build_s", 0.0))
             except (KeyError, TypeError, ValueError) as exc:
                 raise DataError(f"{name}: line {k}: not a score row ({exc!r})") from None
         if not scores:
             raise DataError(f"{name}: no score rows")
-        return cls(name, header, proxies, scores, cost)
+        cost = {k: build[k] + sum(seconds[k].values()) for k in scores}
+        return cls(name, header, proxies, scores, cost, seconds, build)
 
     def warmup(self, space: NB201Space, n: int, rng: np.random.Generator) -> list[WarmupPick]:
         """The warm-up of `n` random cells of distinct classes, best vote first."""

@@ -61,6 +61,12 @@ def nb201(
         "--proxy-scores",
         help="Proxy score file for --proxy-warmup or --cascade (default: packaged).",
     ),
+    proxies: str | None = typer.Option(
+        None,
+        "--proxies",
+        help="Which of the file's proxies vote (and are charged), e.g. synflow,jacov,naswot "
+        "[default: the default proxies the file has].",
+    ),
     cascade: str | None = typer.Option(
         None,
         "--cascade",
@@ -118,7 +124,7 @@ def nb201(
         from normnas.errors import UserError
 
         try:
-            scores = ProxyScores.load(proxy_scores)
+            scores = ProxyScores.load(proxy_scores, proxies)
         except UserError as exc:
             _fail(str(exc))
     try:

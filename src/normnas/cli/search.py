@@ -62,9 +62,7 @@ def search(
     latency_threads: int | None = typer.Option(
         None, "--latency-threads", help="--target's threads (1)."
     ),
-    latency_batch: int | None = typer.Option(
-        None, "--latency-batch", help="--target's batch (1)."
-    ),
+    latency_batch: int | None = typer.Option(None, "--latency-batch", help="--target's batch (1)."),
     latency_table: str | None = typer.Option(
         None, "--latency-table", help="--target's table file (default: cache, profiled once)."
     ),
@@ -131,7 +129,7 @@ def search(
     proxy: str | None = typer.Option(
         None,
         "--proxy",
-        help="Zero-cost proxies, comma-separated (default synflow,jacov,naswot); "
+        help="Zero-cost proxies, comma-separated (default synflow,jacov,naswot,meco,swap_reg); "
         "judged by --evaluator proxy and the warm-up.",
     ),
     proxy_warmup: int | None = typer.Option(
@@ -243,7 +241,7 @@ SEARCH_DEFAULTS: dict[str, str] = {
     "bn_mode": "recalibrate",
     "calib_batches": "16",
     "sampling": "uniform",
-    "proxy": "synflow,jacov,naswot",
+    "proxy": "synflow,jacov,naswot,meco,swap_reg",
     "proxy_warmup": "0",
     "order": "1",
     "selection": "argmax",

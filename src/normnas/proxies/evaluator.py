@@ -26,7 +26,14 @@ from torch import nn
 from normnas.errors import ConfigError
 from normnas.errors import error_line as one_line  # a failed trial's record
 from normnas.proxies._common import Batch
-from normnas.proxies.registry import DEFAULT_PROXIES, parse_proxies, score_all, signed_log
+from normnas.proxies.registry import (
+    DEFAULT_PROXIES,
+    SIZED,
+    SizePrior,
+    parse_proxies,
+    score_all,
+    signed_log,
+)
 from normnas.search.result import ReportFn, TrialResult
 from normnas.spaces.base import Arch, SearchSpace
 
@@ -113,6 +120,7 @@ class ProxyEvaluator:
         self.batch = proxy_batch(data, batch_size, seed)
         self.input_shape = (data.in_channels, *data.image_size)  # (C, H, W) or (C, T)
         self.scale: ReferenceScale | None = None
+        self._size_prior: SizePrior | None = None
 
     @property
     def accuracy_is(self) -> str:
@@ -128,7 +136,19 @@ class ProxyEvaluator:
     def scores(self, arch: Arch, model: nn.Module | None = None) -> dict[str, float]:
         """Raw score of every proxy of this evaluator for `arch`."""
         model = self.build(arch) if model is None else model
-        return score_all(model, self.batch, self.proxies, self.seed)[0]
+        return score_all(model, self.batch, self.proxies, self.seed, self.size_prior())[0]
+
+    def size_prior(self) -> SizePrior | None:
+        """The regularized SWAP's size prior, from 64 random networks of the space (built,
+        never run: well under a second), when a proxy needs one."""
+        if self._size_prior is None and any(p in SIZED for p in self.proxies):
+            self._size_prior = SizePrior.of_space(
+                self.space,
+                seed=self.seed,
+                num_classes=self.data.num_classes,
+                in_channels=self.data.in_channels,
+            )
+        return self._size_prior
 
     def reference(self) -> ReferenceScale:
         """The reference scale, scored on first use (random archs drawn with `seed`)."""

@@ -5,7 +5,8 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Protocol
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import numpy as np
 from scipy.stats import rankdata
@@ -32,11 +33,50 @@ PROXIES: dict[str, Proxy] = {
     "zico": measures.zico,
     "meco": measures.meco,
     "swap": measures.swap,
+    "swap_reg": measures.swap,  # scored as swap, then regularized by score_all (SizePrior)
     "params": measures.params,
     "flops": measures.flops,
 }
 BASELINES = ("params", "flops")
-DEFAULT_PROXIES = ("synflow", "jacov", "naswot")
+# the vote by default: the three of the first warm-up and, as issue 24 asked, MeCo and the
+# regularized SWAP (the two best ranked in their papers); measured in BENCHMARKS.md
+DEFAULT_PROXIES = ("synflow", "jacov", "naswot", "meco", "swap_reg")
+SIZED = ("swap_reg",)  # proxies that need a SizePrior (the model size the search aims at)
+
+
+@dataclass(frozen=True)
+class SizePrior:
+    """mu (thousands of parameters) and sigma (thousands squared) of the regularized SWAP.
+
+    The paper leaves both to the user as the model size wanted. Without one, `of_sizes`
+    aims at the largest network of a sample of the space (a user with no size limit wants
+    the most capable cell) with the sample's variance as the width, so a network one
+    standard deviation below the largest keeps e^-1 of its SWAP score.
+    """
+
+    mu_k: float
+    sigma: float
+
+    @classmethod
+    def of_sizes(cls, n_params: Sequence[float]) -> SizePrior:
+        k = np.asarray(n_params, dtype=np.float64) / 1e3
+        if len(k) < 2:
+            raise ConfigError("swap_reg: the size prior needs the sizes of at least 2 networks")
+        var = float(k.var())
+        return cls(float(k.max()), var if var > 0 else 1.0)
+
+    @classmethod
+    def of_space(cls, space: Any, n: int = 64, seed: int = 0, **build: Any) -> SizePrior:
+        """From `n` random architectures of `space` built untrained (parameters only)."""
+        rng = np.random.default_rng([seed, 0x517E])
+        sizes = [
+            sum(p.numel() for p in space.build(space.sample(rng), **build).parameters())
+            for _ in range(n)
+        ]
+        return cls.of_sizes(sizes)
+
+    def apply(self, swap_score: float, n_params: float) -> float:
+        return measures.regularized_swap(swap_score, n_params, self.mu_k, self.sigma)
 
 
 def get_proxy(name: str) -> Proxy:
@@ -64,15 +104,30 @@ def parse_proxies(names: str | Iterable[str]) -> tuple[str, ...]:
 
 
 def score_all(
-    model: nn.Module, batch: Batch, names: Sequence[str], seed: int = 0
+    model: nn.Module,
+    batch: Batch,
+    names: Sequence[str],
+    seed: int = 0,
+    size_prior: SizePrior | None = None,
 ) -> tuple[dict[str, float], dict[str, float]]:
-    """(score, seconds) per proxy of `names` for one network on one batch."""
+    """(score, seconds) per proxy of `names` for one network on one batch.
+
+    `swap_reg` needs `size_prior`; with `swap` also named, the patterns are counted once
+    (swap_reg is then charged only the regularization's own time).
+    """
     scores: dict[str, float] = {}
     seconds: dict[str, float] = {}
     for name in names:
         fn = get_proxy(name)
         start = time.perf_counter()
-        scores[name] = float(fn(model, batch, seed=seed))
+        if name in SIZED:
+            if size_prior is None:
+                raise ConfigError(f"{name}: needs a size prior (SizePrior) of the space")
+            raw = scores["swap"] if "swap" in scores else float(fn(model, batch, seed=seed))
+            n_params = float(sum(p.numel() for p in model.parameters() if p.requires_grad))
+            scores[name] = size_prior.apply(raw, n_params)
+        else:
+            scores[name] = float(fn(model, batch, seed=seed))
         seconds[name] = time.perf_counter() - start
     return scores, seconds
 

@@ -22,7 +22,14 @@ import torch
 
 from normnas.errors import ConfigError
 from normnas.proxies.evaluator import distinct_sample, proxy_batch
-from normnas.proxies.registry import DEFAULT_PROXIES, parse_proxies, score_all, vote
+from normnas.proxies.registry import (
+    DEFAULT_PROXIES,
+    SIZED,
+    SizePrior,
+    parse_proxies,
+    score_all,
+    vote,
+)
 from normnas.spaces.base import Arch, SearchSpace
 
 WARMUP_ATTR = "proxy_warmup_score"  # user attr of an enqueued trial: its vote in the warm-up
@@ -58,13 +65,20 @@ def proxy_warmup(
     names = parse_proxies(proxies)
     batch = proxy_batch(data, batch_size, seed)
     archs = distinct_sample(space, n, np.random.default_rng([seed, 2]))
+    prior = (
+        SizePrior.of_space(
+            space, seed=seed, num_classes=data.num_classes, in_channels=data.in_channels
+        )
+        if any(p in SIZED for p in names)
+        else None
+    )
     rows: list[dict[str, float]] = []
     costs: list[float] = []
     for arch in archs:
         start = time.perf_counter()
         torch.manual_seed(seed)
         model = space.build(arch, data.num_classes, data.in_channels).to(device)
-        rows.append(score_all(model, batch, names, seed)[0])
+        rows.append(score_all(model, batch, names, seed, prior)[0])
         costs.append(time.perf_counter() - start)
     return rank_picks(archs, rows, costs, names)
 
