@@ -32,7 +32,7 @@ from scipy.stats import kendalltau, spearmanr
 from normnas.bench.proxy_scores import ProxyScores
 from normnas.bench.table import NB201Table, TableEvaluator
 from normnas.judges.combiner import Candidate, Combiner
-from normnas.proxies.registry import DEFAULT_PROXIES, parse_proxies
+from normnas.proxies.registry import DEFAULT_PROXIES, SizePrior, parse_proxies
 from normnas.spaces import NB201Space
 
 RESULTS = Path(__file__).parent / "results"
@@ -63,6 +63,15 @@ def load() -> tuple[list[Candidate], dict[str, float], dict[str, float], dict[st
     for line in (RESULTS / "nb201_params_flops_cpu.jsonl").read_text().splitlines():
         row = json.loads(line)
         params[row["arch"]] = float(row["scores"]["params"])
+    # the regularized SWAP where the shipped file has none yet: SWAP counts of
+    # `proxy_scores_nb201.py --proxies swap,params --first ...oneshot_nb201_cpu.jsonl`,
+    # regularized with the size prior of all 4,930 classes, as --pack does
+    swap: dict[str, float] = {}
+    for path in sorted(RESULTS.glob("nb201_swap_cpu*.jsonl")):
+        for line in path.read_text().splitlines()[1:]:
+            row = json.loads(line)
+            swap[row["arch"]] = float(row["scores"]["swap"])
+    prior = SizePrior.of_sizes(list(params.values()))
     pool, short, test = [], {}, {}
     for cell, scores in sorted(judged.items()):
         arch = space.canonical(space.from_str(cell))
@@ -70,6 +79,9 @@ def load() -> tuple[list[Candidate], dict[str, float], dict[str, float], dict[st
         all_scores = dict(scores)
         all_scores.update(proxies.scores[key])
         all_scores["params"] = params[key]
+        if "swap_reg" not in all_scores and key in swap:
+            all_scores["swap"] = swap[key]
+            all_scores["swap_reg"] = prior.apply(swap[key], params[key])
         pool.append(Candidate(arch, key, all_scores))
         r = ev.resolve(arch)
         short[key] = float(table.valid_acc_12ep[r])

@@ -35,6 +35,8 @@ from normnas.spaces.nb201 import NB201Space
 CIFAR = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "cifar10" / "train-10k.npz"
 VOTES = {  # fixed before measuring: the trio, and every non-baseline proxy
     "vote(synflow,jacov,naswot)": ("synflow", "jacov", "naswot"),
+    "vote(synflow,jacov,naswot,meco)": ("synflow", "jacov", "naswot", "meco"),
+    "vote(synflow,jacov,naswot,meco,swap_reg)": ("synflow", "jacov", "naswot", "meco", "swap_reg"),
     "vote(all 11)": tuple(p for p in PROXIES if p not in BASELINES),
 }
 
