@@ -62,6 +62,7 @@ class BenchResult:
     proxy_warmup: int = 0  # cells scored by proxies before each search (0: no warm-up)
     mean_warmup_s: float = 0.0  # their measured seconds, charged to each run's budget
     warning: str | None = None  # a partial table (NB201Table.coverage_warning), else None
+    proxies: tuple[str, ...] = ()  # the proxies that voted (a warm-up or a cascade's screening)
 
     def summary(self) -> dict[str, Any]:
         """The JSON object of `normnas bench nb201 --json`."""
@@ -71,6 +72,8 @@ class BenchResult:
         out["wall_s"] = round(self.wall_s, 3)
         if self.proxy_warmup:
             out["proxy_warmup"] = self.proxy_warmup
+        if self.proxies:  # a warm-up or a cascade: what voted, and the seconds charged for it
+            out["proxies"] = list(self.proxies)
             out["mean_warmup_s"] = self.mean_warmup_s
         if self.warning:
             out["warning"] = self.warning
@@ -273,4 +276,5 @@ def run_bench(
         proxy_warmup=proxy_warmup,
         mean_warmup_s=round(float(np.mean([o.warmup_s for o in outcomes])), 3),
         warning=partial,
+        proxies=tuple(scores.proxies) if scores is not None else (),
     )
