@@ -43,6 +43,7 @@ def search(
     proxies: str | Sequence[str] | None = None,
     proxy_warmup: int = 0,
     cascade: str | None = None,
+    proposer: str = "random",
     method: str | None = None,
     gradient: dict[str, Any] | None = None,
     evaluate: Callable[..., Any] | None = None,
@@ -69,7 +70,9 @@ def search(
     returning a number or a dict of named numbers; `objectives` name them as
     "NAME:maximize" / "NAME:minimize" (or accuracy, params, flops, latency). An exception
     in it is a failed trial with its message; see `normnas.search.custom`.
-    `cascade="proxy:500,train:20"` judges with a cascade (see `normnas.judges.cascade`).
+    `cascade="proxy:500,train:20"` judges with a cascade (see `normnas.judges.cascade`);
+    `proposer="evolution"` or `"local"` searches its first stage on that stage's judge
+    instead of drawing its candidates at random (see `normnas.judges.proposers`).
     `space` may also be the path of a LayerSpace YAML file. Evolution's budget can be
     `generations` x `population_size` (the first generation is the random initial
     population; each later one is population_size children) instead of `trials`.
@@ -97,6 +100,7 @@ def search(
         "evaluator": evaluator,
         "proxy_warmup": proxy_warmup,
         "cascade": cascade,
+        "proposer": proposer,
         "method": method,
         "gradient": gradient or {},
         **({"proxies": proxies} if proxies is not None else {}),

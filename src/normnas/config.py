@@ -282,6 +282,18 @@ class RunConfig(_Model):
     # a cascade of judges, cheapest first: "proxy:2000,bn-indicator:200,train:20" (see
     # normnas.judges.cascade); its last stage is the search's judge
     cascade: str | None = None
+    # who proposes the first stage's candidates: random, evolution or local (searching on
+    # that stage's judge; see normnas.judges.proposers)
+    proposer: str = "random"
+
+    @field_validator("proposer")
+    @classmethod
+    def _known_proposer(cls, name: str) -> str:
+        from normnas.judges.proposers import PROPOSERS
+
+        if name not in PROPOSERS:
+            raise ValueError(f"unknown proposer {name!r}; valid: {', '.join(PROPOSERS)}")
+        return name
 
     @field_validator("proxies", mode="before")
     @classmethod
@@ -491,6 +503,7 @@ FLAGS: dict[str, str] = {
     "proxies": "--proxy",
     "proxy_warmup": "--proxy-warmup",
     "cascade": "--cascade",
+    "proposer": "--proposer",
     "method": "--method",
     "gradient.order": "--order",
     "gradient.selection": "--selection",

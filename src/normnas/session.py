@@ -191,6 +191,10 @@ def run(
         cfg = _cascade_config(cfg, stages, evaluate)
         if auto and cfg.time is None:
             raise ConfigError("--cascade auto: sizes the stages to --time; give --time")
+    elif cfg.proposer != "random":
+        raise ConfigError(
+            f"--proposer {cfg.proposer}: proposes a cascade's first stage; give --cascade"
+        )
     check_device(cfg.device)
     check_evaluate(cfg, evaluate)
     if cfg.executor == "ray":

@@ -73,6 +73,12 @@ def nb201(
         help="A cascade instead of a strategy: proxy:N[,proxy:M],train (the shipped proxy "
         "scores screen, the table trains; the screened cells' seconds are charged).",
     ),
+    proposer: str = typer.Option(
+        "random",
+        "--proposer",
+        help="Who proposes the cascade's screened cells: random, evolution or local "
+        "(searching on the proxies' z-sum).",
+    ),
 ) -> None:
     """Run R searches of a strategy on NAS-Bench-201; report the picks' test accuracy."""
     from normnas.bench.runs import run_bench
@@ -87,10 +93,12 @@ def nb201(
         if strategy is not None or proxy_warmup:
             _fail("--cascade: replaces --strategy and --proxy-warmup; give it alone")
         try:
-            plan = bench_plan(parse_cascade(cascade))
+            plan = bench_plan(parse_cascade(cascade), proposer=proposer)
         except UserError as exc:
             _fail(str(exc))
-        strategy = f"cascade:{cascade}"
+        strategy = f"cascade:{cascade}" + ("" if proposer == "random" else f"/{proposer}")
+    elif proposer != "random":
+        _fail(f"--proposer {proposer}: proposes a cascade's screened cells; give --cascade")
     elif strategy is None:
         _fail("give --strategy NAME or --cascade SPEC")
     elif strategy not in STRATEGIES:

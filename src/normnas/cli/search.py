@@ -143,6 +143,12 @@ def search(
         help="Judges from cheapest to dearest, each judge:N candidates, e.g. "
         "proxy:2000,bn-indicator:200,train:20 (the last is the search's judge).",
     ),
+    proposer: str | None = typer.Option(
+        None,
+        "--proposer",
+        help="Who proposes the cascade's first-stage candidates: random (default), evolution "
+        "or local (searching on that stage's judge).",
+    ),
     method: str | None = typer.Option(
         None,
         "--method",
@@ -211,6 +217,7 @@ def search(
         "proxies": proxy,
         "proxy_warmup": proxy_warmup,
         "cascade": cascade,
+        "proposer": proposer,
         "method": method,
         "gradient.order": order,
         "gradient.selection": selection,
@@ -243,6 +250,7 @@ SEARCH_DEFAULTS: dict[str, str] = {
     "sampling": "uniform",
     "proxy": "synflow,jacov,naswot,meco,swap_reg",
     "proxy_warmup": "0",
+    "proposer": "random",
     "order": "1",
     "selection": "argmax",
 }

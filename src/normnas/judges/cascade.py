@@ -24,6 +24,7 @@ from optuna.trial import FrozenTrial
 
 from normnas.errors import ConfigError
 from normnas.judges.combiner import Candidate, Combiner
+from normnas.judges.proposers import Proposer
 from normnas.search.samplers._base import ArchSampler
 from normnas.spaces.base import Arch, SearchSpace
 
@@ -142,28 +143,47 @@ def top_by_vote(pool: Sequence[Candidate], names: Sequence[str], n: int) -> list
     return [pool[i] for i in order[:n]]
 
 
-def bench_plan(stages: Sequence[Stage], thompson: bool = True) -> Any:
+def bench_plan(stages: Sequence[Stage], thompson: bool = True, proposer: str = "random") -> Any:
     """The per-run set-up of a cascade on a NAS-Bench-201 table (see `BenchCascade`)."""
+    from normnas.judges.proposers import check_proposer
+
+    check_proposer(proposer)
     if stages[-1].judge != "train" or any(s.judge != "proxy" for s in stages[:-1]):
         raise ConfigError(
             f"--cascade {cascade_str(stages)}: on a table a cascade is proxy stages, then train "
             "(the table answers training; the packaged proxy scores answer proxy)"
         )
-    return BenchCascade(tuple(stages), thompson)
+    return BenchCascade(tuple(stages), thompson, proposer)
 
 
 SCREEN_STREAM = 0xCA5C  # the screening's draws: a stream of their own beside the sampler's
 
 
+def _proposed(space: SearchSpace, scores: Any, n: int, propose: Any) -> list[Candidate]:
+    """`n` cells of distinct classes from `propose`, each scored by the table's proxy scores."""
+    pool: list[Candidate] = []
+    while len(pool) < n:
+        arch = propose.next(pool)
+        if arch is None:
+            break
+        key = space.to_str(arch)
+        if key not in scores.scores:
+            raise ConfigError(f"{scores.path}: no scores for the class {key}")
+        pool.append(Candidate(arch, key, dict(scores.scores[key]), 0, scores.cost_s[key]))
+    return pool
+
+
 @dataclass(frozen=True)
 class BenchCascade:
-    """Screen `stages[0].n` random cells of distinct classes with the shipped proxy scores
-    (their measured seconds charged to the run's budget), keep the best by vote through any
+    """Screen `stages[0].n` cells of distinct classes from the proposer (random, or a search
+    on the proxies' z-sum: see `judges.proposers`) with the shipped proxy scores (their
+    measured seconds charged to the run's budget), keep the best by vote through any
     further proxy stage, and return the `CascadeSampler` of the last stage (picklable: a
     process pool sends it to its workers)."""
 
     stages: tuple[Stage, ...]
     thompson: bool = True
+    proposer: str = "random"
 
     def __call__(self, ctx: Any, seed: int) -> tuple[ArchSampler, float]:
         scores = ctx.proxy_scores
@@ -171,12 +191,15 @@ class BenchCascade:
             raise ConfigError("--cascade: no proxy scores loaded")
         rng = np.random.default_rng([seed, SCREEN_STREAM])
         first = self.stages[0].n or 1
-        picks = scores.warmup(ctx.space, first, rng)
         names = tuple(scores.proxies)
-        pool = [
-            Candidate(p.arch, ctx.space.to_str(p.arch), dict(p.scores), 0, p.cost_s)
-            for p in picks
-        ]
+        if self.proposer == "random":  # the warm-up's draws: its rows stay comparable
+            picks = scores.warmup(ctx.space, first, rng)
+            pool = [
+                Candidate(p.arch, ctx.space.to_str(p.arch), dict(p.scores), 0, p.cost_s)
+                for p in picks
+            ]
+        else:
+            pool = _proposed(ctx.space, scores, first, Proposer(self.proposer, ctx.space, rng))
         charged = float(sum(c.cost_s for c in pool))
         for i, stage in enumerate(self.stages[1:-1], start=1):
             pool = top_by_vote(pool, names, stage.n or len(pool))

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +25,7 @@ from optuna.trial import TrialState, create_trial
 
 from normnas.judges.cascade import SCORE_PREFIX, STAGE_ATTR, Stage, top_by_vote
 from normnas.judges.combiner import Candidate
+from normnas.judges.proposers import Proposer
 from normnas.spaces.base import Arch, SearchSpace
 
 SCREEN_ATTR = "cascade_screen"
@@ -88,19 +89,27 @@ def _record(
     )
 
 
-def distinct(space: SearchSpace, n: int, rng: np.random.Generator) -> list[Arch]:
-    """`n` random architectures of distinct canonical classes (fewer if the space is small)."""
-    out: list[Arch] = []
-    seen: set[str] = set()
-    for _ in range(max(50 * n, 1000)):
-        if len(out) >= n:
-            break
-        arch = space.canonical(space.sample(rng))
-        key = space.to_str(arch)
-        if key not in seen:
-            seen.add(key)
-            out.append(arch)
-    return out
+def _wanted(
+    space: SearchSpace,
+    n: int,
+    pool: Sequence[Candidate],
+    names: Sequence[str],
+    judged: Sequence[Candidate],
+    proposer: str,
+    seed: int,
+    first: bool,
+) -> Iterator[Candidate]:
+    """The candidates a stage judges, in order: the first stage's from its proposer (which
+    reads `judged` as the stage fills it), a later stage's the `n` best of `pool` by vote."""
+    if not first:
+        yield from top_by_vote(pool, names, n)
+        return
+    propose = Proposer(proposer, space, np.random.default_rng([seed, SCREEN_STREAM]))
+    while len(judged) < n:
+        arch = propose.next(judged)
+        if arch is None:  # a small space: every class judged
+            return
+        yield Candidate(arch, space.to_str(arch))
 
 
 @dataclass
@@ -118,11 +127,13 @@ def run_screens(
     seed: int,
     time_left: Callable[[], float | None] = lambda: None,
     echo: Callable[[str], None] | None = None,
+    proposer: str = "random",
 ) -> ScreenReport:
     """Run the cheap stages (`stages[:-1]`) and return the candidates for the last one.
 
-    Stage 0 draws `n` distinct classes with a generator seeded by `seed` (a rerun draws the
-    same ones, so what was recorded is skipped); stage i > 0 takes the `n` best by the rank
+    Stage 0 judges `n` distinct classes from `proposer` (see `judges.proposers`) with a
+    generator seeded by `seed` (a rerun proposes the same ones, so what was recorded is
+    skipped); stage i > 0 takes the `n` best by the rank
     vote of the scores of stages < i among those stage i-1 judged. A stage stops early when
     `time_left()` reaches 0 (the rest of the run needs its share: the caller says how much
     is left for screening).
@@ -134,15 +145,10 @@ def run_screens(
     names: list[str] = []
     for i, stage in enumerate(stages[:-1]):
         n = int(stage.n or 1)
-        if i == 0:
-            rng = np.random.default_rng([seed, SCREEN_STREAM])
-            wanted = [Candidate(a, space.to_str(a)) for a in distinct(space, n, rng)]
-        else:
-            wanted = top_by_vote(pool, names, n)
         judge = judges(stage.judge)
         judged: list[Candidate] = []
         spent = 0.0
-        for cand in wanted:
+        for cand in _wanted(space, n, pool, names, judged, proposer, seed, first=i == 0):
             prior = done.get((i, cand.key))
             if prior is not None:
                 judged.append(prior)
@@ -227,23 +233,25 @@ def prepare_cascade(
     from normnas.train.threads import cpu_threads, run_threads
 
     with cpu_threads(run_threads()):  # see train.threads
-        report = run_screens(study, parts.space, stages, judge_of, cfg.seed, screen_left, echo)
+        report = run_screens(
+            study, parts.space, stages, judge_of, cfg.seed, screen_left, echo, cfg.proposer
+        )
     names = sorted({k for c in report.pool for k in c.scores})
     study.set_user_attr(
         CASCADE_ATTR,
         {
             "spec": cascade_str(stages),
+            "proposer": cfg.proposer,
             "stages": [
                 {"judge": j, "judged": n, "seconds": round(s, 3)} for j, n, s in report.per_stage
             ],
             "cut": report.cut,
         },
     )
-    sampler = CascadeSampler(
-        parts.space, report.pool, names, seed=cfg.seed, stage=len(stages) - 1
-    )
+    sampler = CascadeSampler(parts.space, report.pool, names, seed=cfg.seed, stage=len(stages) - 1)
     funnel = " -> ".join(f"{j} {n} ({s:.0f}s)" for j, n, s in report.per_stage)
-    line = f"cascade {cascade_str(stages)}: {funnel} -> {stages[-1].judge}"
+    by = "" if cfg.proposer == "random" else f" (first stage proposed by {cfg.proposer})"
+    line = f"cascade {cascade_str(stages)}{by}: {funnel} -> {stages[-1].judge}"
     if report.cut:
         line += " (a stage was cut short by --time: it judged fewer than asked)"
     return sampler, line
