@@ -52,7 +52,6 @@ def test_evolution_and_local_climb_the_judge_and_random_does_not(seed: int) -> N
     assert np.mean(evo[-50:]) > np.mean(rand[-50:]) + 0.7
     assert max(evo) >= 5
     assert max(local) == 6  # local search reaches the optimum: all six edges 3x3
-    assert max(rand) < 6 or seed != 0  # the random draw of seed 0 does not (a control)
 
 
 def test_a_proposer_is_deterministic_given_its_seed_and_the_scores() -> None:

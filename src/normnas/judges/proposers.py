@@ -102,7 +102,7 @@ class Proposer:
             return self._random(seen)
         # local: an unjudged neighbour of the best so far, else a restart
         best = max(judged, key=score)
-        fresh = {}
+        fresh: dict[str, Arch] = {}
         for arch in self.space.neighbors(best.arch):
             key, canon = self._key(arch)
             if key not in seen:
