@@ -49,7 +49,8 @@ def test_a_bad_spec_is_one_line_naming_what_is_wrong(spec: str, says: str) -> No
 
 
 def _table_pool(n: int, seed: int) -> tuple[NB201Space, list[Candidate], dict[str, float]]:
-    ctx = Context(NB201Table.load(None), ProxyScores.load())
+    # the pool drawn and ordered by the three proxies these combiners are given
+    ctx = Context(NB201Table.load(None), ProxyScores.load(None, "synflow,jacov,naswot"))
     picks = ctx.proxy_scores.warmup(ctx.space, n, np.random.default_rng(seed))  # type: ignore[union-attr]
     pool = [Candidate(p.arch, ctx.space.to_str(p.arch), dict(p.scores)) for p in picks]
     truth = {
