@@ -239,6 +239,10 @@ def executor_conflict(
     return None
 
 
+# who may propose a cascade's first stage (see normnas.judges.proposers)
+PROPOSERS = ("random", "evolution", "local")
+
+
 class RunConfig(_Model):
     """One search run. Budget: `trials` and/or `time` (first reached stops the search)."""
 
@@ -289,8 +293,6 @@ class RunConfig(_Model):
     @field_validator("proposer")
     @classmethod
     def _known_proposer(cls, name: str) -> str:
-        from normnas.judges.proposers import PROPOSERS
-
         if name not in PROPOSERS:
             raise ValueError(f"unknown proposer {name!r}; valid: {', '.join(PROPOSERS)}")
         return name

@@ -28,12 +28,13 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from normnas.config import PROPOSERS
 from normnas.errors import ConfigError
 from normnas.judges.combiner import Candidate
 from normnas.proxies.evaluator import ReferenceScale
 from normnas.spaces.base import Arch, SearchSpace
 
-PROPOSERS = ("random", "evolution", "local")
+__all__ = ["PROPOSERS", "Objective", "Proposer", "check_proposer"]
 REFERENCE = 16  # random candidates before the search starts: its objective's reference
 POPULATION, TOURNAMENT = 10, 3  # the evolution strategy's defaults (NAS-Bench-201's REA)
 TRIES = 200  # proposals of known classes before a proposer falls back to a random draw
