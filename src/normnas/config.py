@@ -8,7 +8,7 @@ whose message is ONE line naming the field and the allowed values.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -239,6 +239,13 @@ def executor_conflict(
     return None
 
 
+def _one_of(what: str, name: str, valid: Sequence[str]) -> str:
+    """`name` if it is one of `valid`, else the one-line error naming them."""
+    if name not in valid:
+        raise ValueError(f"unknown {what} {name!r}; valid: {', '.join(valid)}")
+    return name
+
+
 # who may propose a cascade's first stage (see normnas.judges.proposers)
 PROPOSERS = ("random", "evolution", "local")
 
@@ -293,9 +300,7 @@ class RunConfig(_Model):
     @field_validator("proposer")
     @classmethod
     def _known_proposer(cls, name: str) -> str:
-        if name not in PROPOSERS:
-            raise ValueError(f"unknown proposer {name!r}; valid: {', '.join(PROPOSERS)}")
-        return name
+        return _one_of("proposer", name, PROPOSERS)
 
     @field_validator("proxies", mode="before")
     @classmethod
@@ -326,9 +331,7 @@ class RunConfig(_Model):
     def _known_strategy(cls, name: str) -> str:
         from normnas.search.strategies import STRATEGIES
 
-        if name not in STRATEGIES:
-            raise ValueError(f"unknown strategy {name!r}; valid: {', '.join(sorted(STRATEGIES))}")
-        return name
+        return _one_of("strategy", name, sorted(STRATEGIES))
 
     @field_validator("objectives")
     @classmethod
